@@ -1,0 +1,314 @@
+"""Experiment configuration: YAML in, typed dataclasses out, validated once at the edge.
+
+Every experiment is one YAML file with the sections ``data``, ``model``, ``training`` and
+``decoding``. :func:`load_config` reads it, applies ``section.key=value`` overrides from the
+command line and turns the result into a :class:`Config`. Errors name the key path and the
+expected type; an unknown key is refused with the closest valid key suggested. Code below the
+edge takes plain arguments, never the raw dictionary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from nmt.errors import NmtError
+
+
+class ConfigError(NmtError, ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+@dataclass
+class VocabConfig:
+    """Sentencepiece vocabularies, trained on the training split."""
+
+    src_size: int = 8000
+    tgt_size: int = 8000
+    joint: bool = False  # one model for both languages (needed for shared embeddings)
+    joint_size: int = 16000
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    zh_character_coverage: float = 0.9995
+    other_character_coverage: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus comes from and how it is cleaned, split and encoded."""
+
+    corpus: str = "tatoeba-zh-en"  # folder name inside the mirror directory
+    src_lang: str = "zh"
+    tgt_lang: str = "en"
+    # Inside the corpus folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en) or a
+    # Tatoeba TSV file. With dev/test set to null, they are split off train by ``split_seed``.
+    train: str = "train"
+    dev: str | None = "dev"
+    test: str | None = "test"
+    dev_size: int = 1000
+    test_size: int = 2000
+    split_seed: int = 20261121
+    output_dir: str = "data/tatoeba-zh-en"
+    traditional_to_simplified: bool = True
+    max_chars: int = 200  # cleaning: longer sentences (either side) are dropped
+    max_length_ratio: float = 9.0  # cleaning: character-length ratio between the sides
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 256
+    heads: int = 4
+    ff_size: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    norm: Literal["post", "pre"] = "pre"
+    tie_output_embeddings: bool = True  # decoder input and output embeddings share weights
+    share_embeddings: bool = False  # source and target share one table (joint vocabulary)
+    max_positions: int = 1024
+    attention_layer: int = -1  # which decoder layer's cross-attention states expose (plots)
+
+
+@dataclass
+class GRUConfig:
+    embed_dim: int = 256
+    hidden_size: int = 256  # per direction in the encoder; the decoder has 2x this
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    dropout: float = 0.2
+    score: Literal["additive", "dot", "scaled_dot", "general"] = "additive"
+    attention_dim: int = 256  # size of the additive score's hidden layer
+
+
+@dataclass
+class ModelConfig:
+    type: Literal["gru", "transformer"] = "transformer"
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    gru: GRUConfig = field(default_factory=GRUConfig)
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = "runs"  # checkpoints go to OUTPUT_DIR/<config name>/
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast on CUDA only
+    deterministic: bool = False
+    max_tokens: int = 4096  # token budget of one batch (source or target, the larger)
+    accumulate: int = 1  # gradient accumulation: batches per optimiser step
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
+    warmup_steps: int = 400
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-6
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0  # 0 disables clipping
+    max_steps: int = 0  # 0: no limit
+    max_epochs: int = 0  # 0: no limit
+    max_minutes: float = 0.0  # wall-clock limit of training; 0: no limit
+    valid_every: int = 500  # steps between validations
+    valid_max_sentences: int = 0  # 0: the whole dev set
+    early_stopping_patience: int = 0  # validations without a better dev BLEU; 0: off
+    keep_checkpoints: int = 3  # numbered step checkpoints kept beside last.pt and best.pt
+    log_every: int = 50
+    tensorboard: bool = True  # used when tensorboard is installed
+
+
+@dataclass
+class DecodingConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha
+    max_len_a: float = 1.5  # maximum output length = a * source_length + b
+    max_len_b: int = 10
+    n_best: int = 1
+    batch_size: int = 64  # sentences per decoding batch
+    valid_beam_size: int = 1  # beam used for dev BLEU during training (1: greedy)
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.training.output_dir) / self.name
+
+
+# --- YAML -> dataclass ---------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return f"list of {_type_name(item)}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{path}: expected one of {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key '{key_path}'{hint}")
+        kwargs[key] = _convert(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected section.key=value")
+    dotted, text = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a raw mapping (as read from YAML) plus overrides into a :class:`Config`."""
+    raw = dict(raw or {})
+    for override in overrides:
+        _apply_override(raw, override)
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML experiment file; the experiment name defaults to the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    try:
+        return config_from_dict(raw, overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _require(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def validate(config: Config) -> None:
+    """Range checks that types alone cannot express."""
+    t, m, d = config.training, config.model, config.decoding
+    _require(t.max_tokens > 0, "training.max_tokens", "a positive number of tokens", t.max_tokens)
+    _require(t.accumulate >= 1, "training.accumulate", "an integer >= 1", t.accumulate)
+    _require(t.lr > 0, "training.lr", "a positive learning rate", t.lr)
+    _require(len(t.betas) == 2, "training.betas", "a list of two floats", t.betas)
+    _require(
+        0 <= t.label_smoothing < 1,
+        "training.label_smoothing",
+        "a value in [0, 1)",
+        t.label_smoothing,
+    )
+    _require(t.valid_every > 0, "training.valid_every", "a positive number of steps", t.valid_every)
+    _require(d.beam_size >= 1, "decoding.beam_size", "an integer >= 1", d.beam_size)
+    _require(1 <= d.n_best <= d.beam_size, "decoding.n_best", "1 <= n_best <= beam_size", d.n_best)
+    tr = m.transformer
+    _require(
+        tr.d_model % tr.heads == 0,
+        "model.transformer.heads",
+        f"a divisor of d_model={tr.d_model}",
+        tr.heads,
+    )
+    if tr.share_embeddings:
+        _require(
+            config.data.vocab.joint,
+            "data.vocab.joint",
+            "true when model.transformer.share_embeddings is true",
+            config.data.vocab.joint,
+        )

@@ -1,0 +1,87 @@
+"""The one interface both model families implement.
+
+Training uses the teacher-forced :meth:`Seq2Seq.forward`; search (greedy and beam, in
+``nmt/decoding.py``), evaluation and attention plots use only :meth:`Seq2Seq.encode`,
+:meth:`Seq2Seq.init_state` and :meth:`Seq2Seq.decode_step`. A decoder state carries
+everything a step needs (the encoder memory included), so beam search can expand and
+reorder hypotheses with a single :meth:`DecoderState.reorder` call.
+
+Shapes: ``src`` is ``(batch, src_len)`` token ids padded with ``pad_id``; ``src_lengths`` is
+``(batch,)``; ``tgt_in`` is the target shifted right (``bos`` first), ``(batch, tgt_len)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class EncoderOutput:
+    memory: Tensor  # (batch, src_len, dim) encoder states
+    src_mask: Tensor  # (batch, src_len) bool, True at real (non-padding) source positions
+
+
+class DecoderState(ABC):
+    """What an incremental decoder carries from one step to the next."""
+
+    @abstractmethod
+    def reorder(self, indices: Tensor) -> DecoderState:
+        """Select (and repeat) batch rows: row i of the result is row ``indices[i]`` of this."""
+
+    @property
+    @abstractmethod
+    def attention(self) -> Tensor | None:
+        """Attention of the last step over source positions, ``(batch, src_len)``.
+
+        Rows sum to 1 over real source positions and are 0 on padding. For the Transformer:
+        the cross-attention of the configured layer, averaged over heads. ``None`` before the
+        first step.
+        """
+
+
+class Seq2Seq(nn.Module, ABC):
+    """An encoder-decoder translation model."""
+
+    def __init__(self, pad_id: int, bos_id: int, eos_id: int) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+
+    @abstractmethod
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+        """Run the encoder."""
+
+    @abstractmethod
+    def decode(self, encoder_out: EncoderOutput, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced decoder: logits ``(batch, tgt_len, vocab)`` for every position."""
+
+    @abstractmethod
+    def init_state(self, encoder_out: EncoderOutput) -> DecoderState:
+        """The decoder state before the first step."""
+
+    @abstractmethod
+    def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One incremental step.
+
+        ``prev_tokens`` is ``(batch,)``: the previous output token (``bos`` at the first step).
+        Returns next-token log-probabilities ``(batch, vocab)`` and the new state.
+        """
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits ``(batch, tgt_len, vocab)``."""
+        return self.decode(self.encode(src, src_lengths), tgt_in)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def padding_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
+    """``(batch, max_len)`` bool mask, True at positions ``< length``."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
