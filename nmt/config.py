@@ -227,7 +227,8 @@ def _build(cls: type, data: Any, path: str) -> Any:
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            prefix = f"{path}." if path else ""
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown config key '{key_path}'{hint}")
         kwargs[key] = _convert(value, hints[key], key_path)
     return cls(**kwargs)
