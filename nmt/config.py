@@ -37,13 +37,25 @@ class VocabConfig:
     model_type: Literal["unigram", "bpe"] = "unigram"
     zh_character_coverage: float = 0.9995
     other_character_coverage: float = 1.0
+    # Sentences sampled for sentencepiece training: bounds its time and memory on huge
+    # corpora, and is plenty to find the frequent pieces.
+    input_sentence_size: int = 500_000
+
+    def validate(self, key: str = "data.vocab") -> None:
+        _check_choices(self, key)
+        for name in ("src_size", "tgt_size", "joint_size"):  # 4 special pieces + characters
+            _require(getattr(self, name) >= 8, f"{key}.{name}", "a size >= 8", getattr(self, name))
+        for name in ("zh_character_coverage", "other_character_coverage"):
+            value = getattr(self, name)
+            _require(0.9 <= value <= 1.0, f"{key}.{name}", "a value in [0.9, 1]", value)
+        _check_positive(self, key, "input_sentence_size")
 
 
 @dataclass
 class DataConfig:
     """Where the corpus comes from and how it is cleaned, split and encoded."""
 
-    corpus: str = "tatoeba-zh-en"  # folder name inside the mirror directory
+    corpus: str = "tatoeba-zh-en"  # folder inside the mirror ($DATA_MIRROR), or absolute
     src_lang: str = "zh"
     tgt_lang: str = "en"
     # Inside the corpus folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en) or a
@@ -58,7 +70,29 @@ class DataConfig:
     traditional_to_simplified: bool = True
     max_chars: int = 200  # cleaning: longer sentences (either side) are dropped
     max_length_ratio: float = 9.0  # cleaning: character-length ratio between the sides
+    download: bool = True  # no mirror: fetch a known corpus from its public address
+    verify_checksums: bool = True  # a known corpus's files must match their pinned sha256
+    threads: int = 2  # sentencepiece training and encoding
     vocab: VocabConfig = field(default_factory=VocabConfig)
+
+    def validate(self, key: str = "data") -> None:
+        """Range checks; run by ``prepare_data`` for configs built in code too."""
+        _require(
+            self.src_lang != self.tgt_lang,
+            f"{key}.tgt_lang",
+            "a language other than src_lang",
+            self.tgt_lang,
+        )
+        for name in ("dev_size", "test_size"):
+            _require(getattr(self, name) >= 0, f"{key}.{name}", "a size >= 0", getattr(self, name))
+        _check_positive(self, key, "max_chars", "threads")
+        _require(
+            self.max_length_ratio >= 1,
+            f"{key}.max_length_ratio",
+            "a ratio >= 1",
+            self.max_length_ratio,
+        )
+        self.vocab.validate(f"{key}.vocab")
 
 
 @dataclass
@@ -75,6 +109,30 @@ class TransformerConfig:
     share_embeddings: bool = False  # source and target share one table (joint vocabulary)
     max_positions: int = 1024
     attention_layer: int = -1  # which decoder layer's cross-attention states expose (plots)
+    # The core of each attention type (nmt/models/attention.py, make_attention_core).
+    encoder_attention: Literal["softmax"] = "softmax"
+    decoder_attention: Literal["softmax"] = "softmax"
+    cross_attention: Literal["softmax"] = "softmax"
+
+    def validate(self, key: str = "model.transformer") -> None:
+        _check_choices(self, key)
+        sizes = ("d_model", "heads", "ff_size", "encoder_layers", "decoder_layers", "max_positions")
+        _check_positive(self, key, *sizes)
+        _check_probability(self, key, "dropout", "attention_dropout")
+        _require(self.d_model % 2 == 0, f"{key}.d_model", "an even number", self.d_model)
+        _require(
+            self.d_model % self.heads == 0,
+            f"{key}.heads",
+            f"a divisor of d_model={self.d_model}",
+            self.heads,
+        )
+        layers = self.decoder_layers
+        _require(
+            -layers <= self.attention_layer < layers,
+            f"{key}.attention_layer",
+            f"a decoder layer index in [{-layers}, {layers})",
+            self.attention_layer,
+        )
 
 
 @dataclass
@@ -87,12 +145,24 @@ class GRUConfig:
     score: Literal["additive", "dot", "scaled_dot", "general"] = "additive"
     attention_dim: int = 256  # size of the additive score's hidden layer
 
+    def validate(self, key: str = "model.gru") -> None:
+        _check_choices(self, key)
+        sizes = ("embed_dim", "hidden_size", "encoder_layers", "decoder_layers", "attention_dim")
+        _check_positive(self, key, *sizes)
+        _check_probability(self, key, "dropout")
+
 
 @dataclass
 class ModelConfig:
     type: Literal["gru", "transformer"] = "transformer"
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     gru: GRUConfig = field(default_factory=GRUConfig)
+
+    def validate(self) -> None:
+        """Range checks; also run by ``build_model`` for configs built in code."""
+        _check_choices(self, "model")
+        self.transformer.validate()
+        self.gru.validate()
 
 
 @dataclass
@@ -228,7 +298,11 @@ def _build(cls: type, data: Any, path: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             prefix = f"{path}." if path else ""
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            hint = (
+                f"; did you mean '{prefix}{close[0]}'?"
+                if close
+                else f"; valid keys: {', '.join(names)}"
+            )
             raise ConfigError(f"unknown config key '{key_path}'{hint}")
         kwargs[key] = _convert(value, hints[key], key_path)
     return cls(**kwargs)
@@ -283,8 +357,31 @@ def _require(condition: bool, key: str, expected: str, value: Any) -> None:
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
 
 
+def _check_choices(section: Any, key: str) -> None:
+    """Literal-typed fields hold one of their values (also in dataclasses built in code)."""
+    for name, hint in typing.get_type_hints(type(section)).items():
+        if typing.get_origin(hint) is Literal:
+            value = getattr(section, name)
+            _require(
+                value in typing.get_args(hint), f"{key}.{name}", f"one of {_type_name(hint)}", value
+            )
+
+
+def _check_positive(section: Any, key: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(value >= 1, f"{key}.{name}", "an integer >= 1", value)
+
+
+def _check_probability(section: Any, key: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(0 <= value < 1, f"{key}.{name}", "a value in [0, 1)", value)
+
+
 def validate(config: Config) -> None:
     """Range checks that types alone cannot express."""
+    config.data.validate()
     t, m, d = config.training, config.model, config.decoding
     _require(t.max_tokens > 0, "training.max_tokens", "a positive number of tokens", t.max_tokens)
     _require(t.accumulate >= 1, "training.accumulate", "an integer >= 1", t.accumulate)
@@ -299,14 +396,8 @@ def validate(config: Config) -> None:
     _require(t.valid_every > 0, "training.valid_every", "a positive number of steps", t.valid_every)
     _require(d.beam_size >= 1, "decoding.beam_size", "an integer >= 1", d.beam_size)
     _require(1 <= d.n_best <= d.beam_size, "decoding.n_best", "1 <= n_best <= beam_size", d.n_best)
-    tr = m.transformer
-    _require(
-        tr.d_model % tr.heads == 0,
-        "model.transformer.heads",
-        f"a divisor of d_model={tr.d_model}",
-        tr.heads,
-    )
-    if tr.share_embeddings:
+    m.validate()
+    if m.transformer.share_embeddings:
         _require(
             config.data.vocab.joint,
             "data.vocab.joint",

@@ -1,0 +1,362 @@
+"""``nmt prepare``: from a raw corpus to vocabularies and encoded splits, cached.
+
+The steps (each streams its input, see :mod:`nmt.data.pipeline`):
+
+1. locate the corpus (mirror folder or download, checksums checked);
+2. copy given dev/test sets as they are (unfiltered: they must stay aligned with their
+   references) and remember their sentences;
+3. normalise and clean the training pairs, dropping any that share a sentence with dev/test;
+4. split dev/test off the cleaned pairs by seed where none were given, keeping pairs that
+   share a sentence in one split;
+5. train the sentencepiece model(s) on the training split;
+6. encode every split to token ids.
+
+Everything lands in ``data.output_dir`` with a manifest; the next run with the same inputs
+and settings reuses it (:mod:`nmt.data.cache`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nmt.config import DataConfig, config_from_dict, load_config
+from nmt.data import cache
+from nmt.data.clean import PairFilter
+from nmt.data.encoded import EncodedCorpus
+from nmt.data.normalize import is_chinese
+from nmt.data.pipeline import (
+    HeldOutKeys,
+    PairNormalizer,
+    SplitFiles,
+    clean_training_pairs,
+    copy_given_split,
+    distribute,
+    encode_files,
+    replace_files,
+)
+from nmt.data.readers import CorpusNotFoundError
+from nmt.data.sources import CorpusFiles, locate_corpus
+from nmt.data.split import assign_splits
+from nmt.data.summary import PrepareSummary
+from nmt.data.vocab import SPECIAL_IDS, Vocabulary, train_vocabulary
+from nmt.errors import DataError
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class PreparedData:
+    """A prepared data folder: vocabularies, encoded splits and their text files."""
+
+    output_dir: Path
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    src_lang: str = "zh"
+    tgt_lang: str = "en"
+    splits: tuple[str, ...] = SPLITS
+    summary: PrepareSummary | None = None
+    _encoded: dict[str, EncodedCorpus] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def load(cls, output_dir: str | Path) -> PreparedData:
+        output_dir = Path(output_dir)
+        manifest = cache.read_manifest(output_dir)
+        if manifest is None:
+            raise DataError(f"no complete prepared data in {output_dir}; run 'nmt prepare'")
+        src_vocab = Vocabulary.from_file(output_dir / manifest["vocab"]["src"])
+        joint = manifest["vocab"]["src"] == manifest["vocab"]["tgt"]
+        tgt_vocab = (
+            src_vocab if joint else Vocabulary.from_file(output_dir / manifest["vocab"]["tgt"])
+        )
+        return cls(
+            output_dir=output_dir,
+            src_vocab=src_vocab,
+            tgt_vocab=tgt_vocab,
+            src_lang=manifest["src_lang"],
+            tgt_lang=manifest["tgt_lang"],
+            splits=tuple(manifest["splits"]),
+            summary=PrepareSummary.from_dict(manifest["summary"]),
+        )
+
+    def encoded(self, split: str) -> EncodedCorpus:
+        """Token ids of a split (loaded once, memory-mapped)."""
+        self._check_split(split)
+        if split not in self._encoded:
+            self._encoded[split] = EncodedCorpus.load(self.output_dir / f"{split}.pt")
+        return self._encoded[split]
+
+    def text_paths(self, split: str) -> tuple[Path, Path]:
+        """(source, reference) text files, line-aligned. Dev/test hold the original text (for
+        translation and BLEU); train holds the cleaned, normalised text the vocabularies saw."""
+        self._check_split(split)
+        files = SplitFiles.named(self.output_dir, split, self.src_lang, self.tgt_lang)
+        return files.source, files.target
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise DataError(
+                f"no '{split}' split in {self.output_dir} (it has {', '.join(self.splits)}); "
+                f"give data.{split} or a positive data.{split}_size"
+            )
+
+
+def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
+    """Prepare the data of ``config``, or reuse a previous preparation of the same inputs."""
+    config.validate()
+    output_dir = Path(config.output_dir)
+    try:
+        files = locate_corpus(
+            config.corpus,
+            config.src_lang,
+            config.tgt_lang,
+            config.train,
+            {"dev": config.dev, "test": config.test},
+            download_dir=output_dir / "download",
+            allow_download=config.download,
+            verify_checksums=config.verify_checksums,
+        )
+    except CorpusNotFoundError as error:
+        # Without its inputs (a machine with data/ copied but no corpus mirror) a complete
+        # earlier build is still usable; it just cannot be checked against them.
+        if force or cache.read_manifest(output_dir) is None:
+            raise
+        data = PreparedData.load(output_dir)
+        data.summary.notes.append(f"inputs not found, reused as it is: {error}")
+        return data
+
+    settings = dataclasses.asdict(config)
+    for unrelated in ("output_dir", "download", "verify_checksums"):
+        settings.pop(unrelated)
+    fingerprint = cache.fingerprint(settings, files.checksums)
+    if not force and cache.is_current(output_dir, fingerprint):
+        data = PreparedData.load(output_dir)
+        data.summary.reused = True
+        return data
+    return _build(config, files, output_dir, fingerprint)
+
+
+@dataclass
+class _Splits:
+    """What cleaning and splitting produced."""
+
+    sizes: dict[str, int]  # split -> pairs, in SPLITS order
+    notes: dict[str, str]  # split -> how it was made
+    pairs_read: int
+    removed: dict[str, int]
+
+
+def _build(
+    config: DataConfig, files: CorpusFiles, output_dir: Path, fingerprint: str
+) -> PreparedData:
+    timer = _StageTimer()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cache.invalidate(output_dir)
+    src, tgt = config.src_lang, config.tgt_lang
+    normalizer = PairNormalizer(src, tgt, config.traditional_to_simplified)
+    split_files = {name: SplitFiles.named(output_dir, name, src, tgt) for name in SPLITS}
+
+    with timer("clean+split"):
+        splits = _clean_and_split(config, files, split_files, normalizer)
+    with timer("vocabulary"):
+        src_vocab, tgt_vocab, vocab_sizes, vocab_names = _train_vocabularies(
+            config, split_files["train"], output_dir
+        )
+    with timer("encode"):
+        for name in splits.sizes:
+            corpus = encode_files(
+                split_files[name],
+                src_vocab,
+                tgt_vocab,
+                normalizer=None if name == "train" else normalizer,  # train is normalised
+                threads=config.threads,
+                desc=f"encode {name}",
+            )
+            corpus.save(output_dir / f"{name}.pt")
+
+    names = tuple(splits.sizes)
+    text_files = [
+        path.name
+        for name in names
+        for path in dataclasses.astuple(split_files[name])
+        if path.is_file()
+    ]
+    files_written = text_files + vocab_names + [f"{name}.pt" for name in names]
+    summary = PrepareSummary(
+        corpus=config.corpus,
+        direction=f"{src} -> {tgt}",
+        origin=files.origin,
+        train_input=" + ".join(path.name for path in files.train.paths),
+        credit=files.credit,
+        pairs_read=splits.pairs_read,
+        removed=splits.removed,
+        split_sizes=splits.sizes,
+        split_notes=splits.notes,
+        vocab_sizes=vocab_sizes,
+        output_dir=str(output_dir),
+        files=[*files_written, cache.MANIFEST],
+        seconds=timer.total(),
+        stage_seconds=timer.stages,
+    )
+    cache.write_manifest(
+        output_dir,
+        {
+            "fingerprint": fingerprint,
+            "src_lang": src,
+            "tgt_lang": tgt,
+            "special_ids": SPECIAL_IDS,
+            "vocab": {"src": vocab_names[0], "tgt": vocab_names[-1]},
+            "splits": list(names),
+            "files": files_written,
+            "summary": summary.to_dict(),
+        },
+    )
+    return PreparedData(output_dir, src_vocab, tgt_vocab, src, tgt, names, summary)
+
+
+def _clean_and_split(
+    config: DataConfig,
+    files: CorpusFiles,
+    split_files: dict[str, SplitFiles],
+    normalizer: PairNormalizer,
+) -> _Splits:
+    """Steps 2-4: given dev/test copied, training pairs cleaned, missing dev/test split off."""
+    src, tgt = config.src_lang, config.tgt_lang
+    output_dir = split_files["train"].source.parent
+    sizes, notes = {"train": 0}, {"train": "cleaned, normalised"}
+    held_out_keys = HeldOutKeys(set(), set())
+    requested = {"dev": config.dev_size, "test": config.test_size}
+    to_split = []
+    for name, given in files.held_out.items():
+        if given is not None:
+            sizes[name] = copy_given_split(given, split_files[name], normalizer, held_out_keys)
+            notes[name] = "given, unfiltered"
+        elif requested[name] > 0:
+            to_split.append(name)
+
+    chinese_side = "source" if is_chinese(src) else "target" if is_chinese(tgt) else None
+    pair_filter = PairFilter(
+        config.max_chars,
+        config.max_length_ratio,
+        chinese_side,
+        held_out_keys.sources,
+        held_out_keys.targets,
+    )
+    cleaned = SplitFiles.named(output_dir, "cleaned", src, tgt)
+    raw = SplitFiles.named(output_dir, "cleaned.raw", src, tgt) if to_split else None
+    pairs = clean_training_pairs(files.train, normalizer, pair_filter, cleaned, raw)
+    if raw is None:
+        replace_files(cleaned, split_files["train"])
+        sizes["train"] = len(pairs.source_keys)
+    else:
+        codes = assign_splits(
+            pairs.source_keys,
+            pairs.target_keys,
+            [requested[name] for name in to_split],
+            config.split_seed,
+        )
+        counts = distribute(
+            codes, cleaned, raw, split_files["train"], [split_files[n] for n in to_split]
+        )
+        sizes["train"] = counts[0]
+        for name, count in zip(to_split, counts[1:], strict=True):
+            sizes[name] = count
+            notes[name] = f"split off by seed {config.split_seed}, original text"
+        cleaned.remove()
+        raw.remove()
+    if sizes["train"] == 0:
+        raise DataError(f"no training pairs left after cleaning {files.train.describe()}")
+    ordered = [name for name in SPLITS if name in sizes]
+    return _Splits(
+        sizes={name: sizes[name] for name in ordered},
+        notes={name: notes[name] for name in ordered},
+        pairs_read=pairs.pairs_read,
+        removed=dict(pair_filter.removed),
+    )
+
+
+class _StageTimer:
+    """Seconds per named stage, for the summary."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        yield
+        self.stages[name] = round(time.perf_counter() - begin, 2)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+def _train_vocabularies(
+    config: DataConfig, train: SplitFiles, output_dir: Path
+) -> tuple[Vocabulary, Vocabulary, dict[str, list[int]], list[str]]:
+    """(source vocabulary, target vocabulary, name -> [asked, got] size, model file names)."""
+    settings = config.vocab
+
+    def coverage(lang: str) -> float:
+        if is_chinese(lang):
+            return settings.zh_character_coverage
+        return settings.other_character_coverage
+
+    def fit(files: list[Path], name: str, size: int, character_coverage: float) -> Vocabulary:
+        return train_vocabulary(
+            files,
+            output_dir / f"vocab.{name}",
+            size,
+            model_type=settings.model_type,
+            character_coverage=character_coverage,
+            input_sentence_size=settings.input_sentence_size,
+            threads=config.threads,
+            seed=config.split_seed,
+        )
+
+    src, tgt = config.src_lang, config.tgt_lang
+    if settings.joint:
+        joint_coverage = min(coverage(src), coverage(tgt))
+        vocab = fit([train.source, train.target], "joint", settings.joint_size, joint_coverage)
+        return vocab, vocab, {"joint": [settings.joint_size, len(vocab)]}, ["vocab.joint.model"]
+    src_vocab = fit([train.source], src, settings.src_size, coverage(src))
+    tgt_vocab = fit([train.target], tgt, settings.tgt_size, coverage(tgt))
+    sizes = {src: [settings.src_size, len(src_vocab)], tgt: [settings.tgt_size, len(tgt_vocab)]}
+    return src_vocab, tgt_vocab, sizes, [f"vocab.{src}.model", f"vocab.{tgt}.model"]
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="experiment YAML; its 'data' section is used (default: the built-in defaults, "
+        "the canonical Tatoeba zh->en setup)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. data.test=null",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even if the prepared data is up to date"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        config = load_config(args.config, args.overrides)
+    else:
+        config = config_from_dict({}, args.overrides)
+    data = prepare_data(config.data, force=args.force)
+    print(data.summary.format())
+    return 0
