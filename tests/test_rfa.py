@@ -1,0 +1,360 @@
+"""Random feature attention: the kernel and softmax approximations, the parallel and
+recurrent causal forms, masks, caches, projection redraws and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.models.rfa import RandomFeatureAttention, random_features
+
+BATCH, HEADS, HEAD_DIM = 2, 3, 16
+
+
+def make_qkv(length: int, key_length: int | None = None) -> tuple[torch.Tensor, ...]:
+    key_length = length if key_length is None else key_length
+    q = torch.randn(BATCH, HEADS, length, HEAD_DIM)
+    k = torch.randn(BATCH, HEADS, key_length, HEAD_DIM)
+    v = torch.randn(BATCH, HEADS, key_length, HEAD_DIM)
+    return q, k, v
+
+
+def softmax_attention(q, k, v, sigma: float, causal: bool = False) -> torch.Tensor:
+    """What RFA approximates: ``softmax(sigma^2 q.k)`` over l2-normalised queries and keys."""
+    scores = sigma**2 * F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2)
+    if causal:
+        future = torch.ones(q.size(2), k.size(2), dtype=torch.bool).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+def run_steps(core: RandomFeatureAttention, q, k, v, cache=None):
+    """Causal self-attention one position at a time, from an empty prefix by default."""
+    if cache is None:
+        cache = core.start_cache(k[:, :, :0], v[:, :, :0])
+    outputs = []
+    for t in range(q.size(2)):
+        out, cache, _ = core.step(q[:, :, t : t + 1], cache, k[:, :, t : t + 1], v[:, :, t : t + 1])
+        outputs.append(out)
+    return torch.cat(outputs, dim=2), cache
+
+
+# --- approximation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("feature_map", ["trig", "positive"])
+def test_kernel_estimate_converges_to_gaussian_kernel(feature_map):
+    sigma = 1.5
+    x = sigma * F.normalize(torch.randn(1, HEADS, 50, HEAD_DIM), dim=-1)
+    y = sigma * F.normalize(torch.randn(1, HEADS, 50, HEAD_DIM), dim=-1)
+    # For unit vectors this is exp(sigma^2 (x.y - 1)): proportional to the softmax kernel.
+    exact = torch.exp(-(torch.cdist(x, y) ** 2) / 2)
+    errors = []
+    for num_features in (16, 256, 2048):
+        projection = torch.randn(HEADS, num_features, HEAD_DIM)
+        estimate = random_features(x, projection, feature_map) @ random_features(
+            y, projection, feature_map
+        ).transpose(-1, -2)
+        errors.append((estimate - exact).abs().mean().item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[0] / errors[2] > 5  # ~ sqrt(2048 / 16) = 11 for a Monte Carlo estimate
+    assert errors[2] < 0.025
+
+
+@pytest.mark.parametrize("feature_map", ["trig", "positive"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_output_approaches_softmax_attention_with_more_features(feature_map, causal):
+    sigma = 1.5
+    q, k, v = make_qkv(24)
+    expected = softmax_attention(q, k, v, sigma, causal)
+    errors = []
+    for num_features in (16, 256, 2048):
+        core = RandomFeatureAttention(
+            HEADS, HEAD_DIM, num_features, feature_map, sigma=sigma, learn_sigma=False
+        )
+        errors.append((core(q, k, v, causal=causal) - expected).abs().mean().item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.05
+
+
+# --- causal forms --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("feature_map", ["trig", "positive"])
+@pytest.mark.parametrize("gated", [False, True])
+def test_parallel_causal_form_equals_recurrence(feature_map, gated):
+    q, k, v = make_qkv(37)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, feature_map, gated=gated, chunk_size=8)
+    with torch.no_grad():
+        parallel = core(q, k, v, causal=True)
+        recurrent, _ = run_steps(core, q, k, v)
+        # start_cache over a prefix, then steps: the same as stepping from the start.
+        prefix = core.start_cache(k[:, :, :10], v[:, :, :10])
+        continued, _ = run_steps(core, q[:, :, 10:], k[:, :, 10:], v[:, :, 10:], prefix)
+    assert (parallel - recurrent).abs().max() < 1e-5
+    assert (parallel[:, :, 10:] - continued).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_chunk_size_does_not_change_causal_output(gated):
+    q, k, v = make_qkv(29)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated)
+    outputs = []
+    for chunk_size in (1, 5, 64):
+        core.chunk_size = chunk_size
+        outputs.append(core(q, k, v, causal=True))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(outputs[0], outputs[2], atol=1e-5)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_causal_output_does_not_depend_on_the_future(gated):
+    q, k, v = make_qkv(40)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=16)
+    before = core(q, k, v, causal=True)
+    changed = [x.clone() for x in (q, k, v)]
+    for x in changed:
+        x[:, :, 20:] = torch.randn_like(x[:, :, 20:])
+    after = core(*changed, causal=True)
+    assert torch.equal(before[:, :, :20], after[:, :, :20])
+    assert not torch.allclose(before[:, :, 20:], after[:, :, 20:])
+
+
+# --- masks and caches ----------------------------------------------------------------------
+
+
+def test_padding_keys_change_nothing():
+    q, k, v = make_qkv(7, key_length=10)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32)
+    expected = core(q, k, v)
+    garbage = torch.randn(BATCH, HEADS, 4, HEAD_DIM) * 100
+    padded_k, padded_v = torch.cat([k, garbage], dim=2), torch.cat([v, -garbage], dim=2)
+    key_mask = torch.arange(14) < 10
+    key_mask = key_mask.expand(BATCH, 14)
+    assert torch.allclose(core(q, padded_k, padded_v, key_mask), expected, atol=1e-6)
+    assert not torch.allclose(core(q, padded_k, padded_v), expected, atol=1e-3)
+    weights = core.attention_weights(q, padded_k, key_mask)
+    assert torch.equal(weights[..., 10:], torch.zeros_like(weights[..., 10:]))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_causal_key_mask_skips_left_padding(gated):
+    q, k, v = make_qkv(12)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=4)
+    expected = core(q, k, v, causal=True)
+    pad = torch.randn(BATCH, HEADS, 3, HEAD_DIM)
+    padded = [torch.cat([pad, x], dim=2) for x in (q, k, v)]
+    key_mask = (torch.arange(15) >= 3).expand(BATCH, 15)
+    assert torch.allclose(core(*padded, key_mask, causal=True)[:, :, 3:], expected, atol=1e-5)
+    # Padding after a prefix passes the state on unchanged (gates of padding are 1).
+    prefix = core.start_cache(k, v)
+    right_padded = [torch.cat([x, pad], dim=2) for x in (k, v)]
+    padded_prefix = core.start_cache(*right_padded, key_mask.flip(-1), keep_key_features=False)
+    for name in ("kv", "mass"):
+        assert torch.allclose(padded_prefix[name], prefix[name], atol=1e-6)
+
+
+def test_memory_cache_steps_match_forward_and_expose_weights():
+    q, k, v = make_qkv(6, key_length=9)
+    key_mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4])
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32)
+    expected = core(q, k, v, key_mask)
+    memory = core.start_cache(k, v, key_mask)
+    for t in range(q.size(2)):
+        out, same_memory, weights = core.step(q[:, :, t : t + 1], memory, need_weights=True)
+        assert same_memory is memory
+        assert torch.allclose(out, expected[:, :, t : t + 1], atol=1e-5)
+        # The weights are the ones actually used: they reproduce the output.
+        assert torch.allclose(weights @ v, out, atol=1e-5)
+        assert torch.equal(weights[1, ..., 5:], torch.zeros_like(weights[1, ..., 5:]))
+    full = core.attention_weights(q, k, key_mask)
+    assert torch.allclose(full[:, :, -1:], weights, atol=1e-6)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_attention_weights_reproduce_causal_output(gated):
+    q, k, v = make_qkv(20)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=8)
+    weights = core.attention_weights(q, k, causal=True)
+    assert torch.equal(weights.triu(1), torch.zeros_like(weights))
+    assert torch.allclose(weights @ v, core(q, k, v, causal=True), atol=1e-5)
+
+
+def test_reordered_caches_match_reordered_inputs():
+    """Beam search: reordering a cache is the same as decoding the reordered batch."""
+    rows = torch.tensor([1, 1, 0])
+
+    def select(*tensors):
+        return [x.index_select(0, rows) for x in tensors]
+
+    q, k, v = make_qkv(6)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=True)
+    _, cache = run_steps(core, q[:, :, :5], k[:, :, :5], v[:, :, :5])
+    reordered = {name: tensor.index_select(0, rows) for name, tensor in cache.items()}
+    out, _ = run_steps(core, *select(q[:, :, 5:], k[:, :, 5:], v[:, :, 5:]), cache=reordered)
+    expected, _ = run_steps(core, *select(q, k, v))
+    assert torch.allclose(out, expected[:, :, 5:], atol=1e-6)
+    assert not torch.allclose(out[0], out[2], atol=1e-3)  # the rows really differ
+
+    memory = core.start_cache(k, v)
+    reordered = {name: tensor.index_select(0, rows) for name, tensor in memory.items()}
+    (q_rows,) = select(q[:, :, :1])
+    out, _, weights = core.step(q_rows, reordered, need_weights=True)
+    expected, _, expected_weights = core.step(
+        q_rows, core.start_cache(*select(k, v)), need_weights=True
+    )
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(weights, expected_weights, atol=1e-6)
+
+
+# --- random projection ---------------------------------------------------------------------
+
+
+def test_fixed_projection_is_kept_and_saved():
+    q, k, v = make_qkv(8)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw="fixed")
+    projection = core.projection
+    for _ in range(3):
+        core(q, k, v).sum().backward()
+    assert core.projection is projection
+    assert "projection" in core.state_dict()
+    restored = RandomFeatureAttention(HEADS, HEAD_DIM, 16)
+    assert not torch.equal(restored.projection, projection)
+    restored.load_state_dict(core.state_dict())
+    assert torch.equal(restored(q, k, v), core(q, k, v))
+
+
+def test_every_step_redraws_in_training_only():
+    q, k, v = make_qkv(8)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw="every_step", gated=True)
+    first = core.projection
+    output = core(q, k, v, causal=True)
+    second = core.projection
+    core(q, k, v, causal=True)
+    assert not torch.equal(first, second)
+    assert not torch.equal(second, core.projection)
+    output.sum().backward()  # the graph still holds the projection it was built with
+
+    core.eval()
+    frozen = core.projection
+    core(q, k, v, causal=True)
+    run_steps(core, q, k, v)
+    assert core.projection is frozen
+
+
+def test_redraw_every_n_steps_is_deterministic():
+    def projections_seen(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(seed)
+        core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw=3)
+        seen = []
+        for _ in range(6):
+            core(*make_qkv(4))
+            seen.append(core.projection)
+        return seen
+
+    seen = projections_seen(seed=1)
+    changed = [not torch.equal(a, b) for a, b in zip(seen, seen[1:], strict=False)]
+    assert changed == [False, True, False, False, True]
+    assert all(torch.equal(a, b) for a, b in zip(seen, projections_seen(seed=1), strict=True))
+
+
+# --- training and numerical safety ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_gradients_reach_every_parameter(causal):
+    q, k, v = (x.requires_grad_() for x in make_qkv(20))
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, gated=causal, chunk_size=8)
+    core(q, k, v, causal=causal).pow(2).sum().backward()
+    named = dict(core.named_parameters()) | {"q": q, "k": k, "v": v}
+    assert set(named) >= {"log_sigma", "q", "k", "v"}
+    if causal:
+        assert set(named) >= {"gate_weight", "gate_bias"}
+    for name, tensor in named.items():
+        assert tensor.grad is not None, name
+        assert torch.isfinite(tensor.grad).all(), name
+        assert tensor.grad.abs().sum() > 0, name
+
+
+def test_denominator_floor_bounds_outputs_of_unreliable_estimates():
+    # Few features and a sharp kernel: many estimates phi(q).z are ~0 or negative.
+    q, k, v = make_qkv(30)
+    eps = 1e-2
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 2, sigma=3.0, denominator_eps=eps)
+    for causal in (False, True):
+        row_sums = core.attention_weights(q, k, causal=causal).sum(dim=-1)
+        assert (row_sums < 0.99).any()  # the floor was needed and used
+        out = core(q, k, v, causal=causal)
+        assert torch.isfinite(out).all()
+        assert out.abs().max() <= v.abs().max() / eps
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_denominator_floor_is_the_same_in_parallel_and_recurrent_forms(gated):
+    q, k, v = make_qkv(30)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 2, sigma=3.0, gated=gated, chunk_size=8)
+    with torch.no_grad():
+        assert (core.attention_weights(q, k, causal=True).sum(dim=-1) < 0.99).any()
+        parallel = core(q, k, v, causal=True)
+        recurrent, _ = run_steps(core, q, k, v)
+    assert torch.allclose(parallel, recurrent, rtol=1e-4, atol=1e-4)
+
+
+def test_positive_features_give_nonnegative_weights_summing_to_one():
+    q, k, v = make_qkv(15)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 8, "positive", sigma=2.0)
+    for causal in (False, True):
+        weights = core.attention_weights(q, k, causal=causal)
+        assert (weights >= 0).all()
+        assert torch.allclose(weights.sum(dim=-1), torch.ones(()), atol=1e-5)
+
+
+def test_half_precision_inputs_are_computed_in_float32():
+    q, k, v = (x.bfloat16() for x in make_qkv(200))
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=True, sigma=2.0)
+    expected = core(q.float(), k.float(), v.float(), causal=True)
+    out = core(q, k, v, causal=True)
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), expected, rtol=1e-2, atol=1e-2)  # output rounding only
+    _, cache, _ = core.step(
+        q[:, :, :1], core.start_cache(k[:, :, :0], v[:, :, :0]), k[:, :, :1], v[:, :, :1]
+    )
+    assert cache["kv"].dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(core(q.float(), k.float(), v.float(), causal=True), expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"redraw": "sometimes"}, "redraw"),
+        ({"feature_map": "relu"}, "feature_map"),
+        ({"num_features": 0}, "num_features"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_bad_options_are_refused_by_name(kwargs, message):
+    options = {"heads": HEADS, "head_dim": HEAD_DIM, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        RandomFeatureAttention(**options)
+
+
+def test_bad_inputs_are_refused():
+    q, k, v = make_qkv(4, key_length=6)
+    core = RandomFeatureAttention(HEADS, HEAD_DIM, 8)
+    with pytest.raises(ValueError, match="key_mask"):
+        core(q, k, v, torch.ones(BATCH, 6))  # not bool
+    with pytest.raises(ValueError, match="q_len == k_len"):
+        core(q, k, v, causal=True)
+    with pytest.raises(ValueError, match=r"\(batch, heads, 1, head_dim\)"):
+        core.step(q, core.start_cache(k, v))
+    with pytest.raises(ValueError, match="both k and v"):
+        core.step(q[:, :, :1], core.start_cache(k, v), k=k[:, :, :1])
+    gated = RandomFeatureAttention(HEADS, HEAD_DIM, 8, gated=True)
+    with pytest.raises(ValueError, match="causal=True"):
+        gated(q, k, v)
+    _, cache = run_steps(core, q, q, q)
+    with pytest.raises(ValueError, match="keep_key_features"):
+        core.step(q[:, :, :1], cache, need_weights=True)
