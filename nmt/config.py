@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -200,13 +201,27 @@ class TrainingConfig:
 
 @dataclass
 class DecodingConfig:
-    beam_size: int = 5
-    length_penalty: float = 1.0  # GNMT alpha
-    max_len_a: float = 1.5  # maximum output length = a * source_length + b
+    """Search settings (nmt/decoding.py); the defaults of ``nmt translate``/``evaluate``."""
+
+    beam_size: int = 5  # 1: greedy search
+    length_penalty: float = 1.0  # GNMT alpha: rank by log_prob / ((5 + length) / 6) ** alpha
+    max_len_a: float = 1.5  # longest output = a * source_length + b (both counting EOS)
     max_len_b: int = 10
-    n_best: int = 1
+    n_best: int = 1  # candidates per sentence
     batch_size: int = 64  # sentences per decoding batch
     valid_beam_size: int = 1  # beam used for dev BLEU during training (1: greedy)
+
+    def validate(self, key: str = "decoding") -> None:
+        _check_positive(self, key, "beam_size", "n_best", "batch_size", "valid_beam_size")
+        _require(self.n_best <= self.beam_size, f"{key}.n_best", "<= beam_size", self.n_best)
+        _require(self.max_len_a >= 0, f"{key}.max_len_a", "a value >= 0", self.max_len_a)
+        _require(self.max_len_b >= 0, f"{key}.max_len_b", "an integer >= 0", self.max_len_b)
+        _require(
+            math.isfinite(self.length_penalty),
+            f"{key}.length_penalty",
+            "a finite number",
+            self.length_penalty,
+        )
 
 
 @dataclass
@@ -394,8 +409,7 @@ def validate(config: Config) -> None:
         t.label_smoothing,
     )
     _require(t.valid_every > 0, "training.valid_every", "a positive number of steps", t.valid_every)
-    _require(d.beam_size >= 1, "decoding.beam_size", "an integer >= 1", d.beam_size)
-    _require(1 <= d.n_best <= d.beam_size, "decoding.n_best", "1 <= n_best <= beam_size", d.n_best)
+    d.validate()
     m.validate()
     if m.transformer.share_embeddings:
         _require(
