@@ -38,8 +38,9 @@ class DecoderState(ABC):
         """Attention of the last step over source positions, ``(batch, src_len)``.
 
         Rows sum to 1 over real source positions and are 0 on padding. For the Transformer:
-        the cross-attention of the configured layer, averaged over heads. ``None`` before the
-        first step.
+        the cross-attention of the configured layer, averaged over heads (with Random Feature
+        Attention the weights are estimates: a few can be slightly negative and a row can sum
+        to a little less than 1). ``None`` before the first step.
         """
 
 
@@ -61,8 +62,12 @@ class Seq2Seq(nn.Module, ABC):
         """Teacher-forced decoder: logits ``(batch, tgt_len, vocab)`` for every position."""
 
     @abstractmethod
-    def init_state(self, encoder_out: EncoderOutput) -> DecoderState:
-        """The decoder state before the first step."""
+    def init_state(self, encoder_out: EncoderOutput, need_attention: bool = True) -> DecoderState:
+        """The decoder state before the first step.
+
+        ``need_attention=False`` lets a model skip computing the attention weights that
+        ``state.attention`` exposes (the Transformer then stays on fused kernels).
+        """
 
     @abstractmethod
     def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:

@@ -10,9 +10,10 @@ Time and memory are linear in length, and causal attention becomes a recurrence 
 constant-size state ``(S, z)``, optionally gated: ``S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T``.
 See ``docs/rfa.md`` for the derivation, the options and the numerical choices.
 
-:class:`RandomFeatureAttention` is an attention *core*: it works between the query/key/value
-projections and the output projection of multi-head attention, with the same contract as the
-cores in ``nmt/models/attention.py``:
+:class:`RandomFeatureAttention` is an attention *core* (an ``AttentionCore`` of
+``nmt/models/attention.py``): it works between the query/key/value projections and the output
+projection of multi-head attention, and the Transformer selects it per attention type with
+``model.transformer.{encoder,decoder,cross}_attention: rfa``. The contract:
 
 - ``q``, ``k``, ``v`` are ``(batch, heads, length, head_dim)``; the output is
   ``(batch, heads, q_len, head_dim)``.
@@ -40,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.models.attention import AttentionCore, Cache
+
 FeatureMap = Literal["trig", "positive"]
-Cache = dict[str, Tensor]
 
 # Default denominator floors (see RandomFeatureAttention._safe_denominator).
 DEFAULT_DENOMINATOR_EPS = {"trig": 1e-2, "positive": 1e-6}
@@ -162,7 +164,7 @@ def causal_linear_attention(
     return (inside + before).flatten(2, 3)[:, :, :length]
 
 
-class RandomFeatureAttention(nn.Module):
+class RandomFeatureAttention(AttentionCore):
     """Random feature attention core for ``heads`` heads of size ``head_dim``.
 
     - ``num_features``: random vectors per head (the feature dimension is twice that).

@@ -1,0 +1,342 @@
+"""Both model families through the one interface: the properties whose failure silently
+ruins a translation model (padding leaks, future leaks, incremental decoding that drifts from
+training, dead parameters), plus learning, the factory and its config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.config import ConfigError, GRUConfig, ModelConfig, TransformerConfig, config_from_dict
+from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from nmt.models import build_model
+from nmt.models.base import Seq2Seq
+from nmt.models.gru import GRUSeq2Seq
+from nmt.models.transformer import Transformer
+
+SRC_VOCAB, TGT_VOCAB = 23, 19
+TINY_GRU = {"embed_dim": 16, "hidden_size": 12, "encoder_layers": 2, "decoder_layers": 2}
+TINY_TRANSFORMER = {"d_model": 32, "heads": 4, "ff_size": 48, "encoder_layers": 2}
+
+VARIANTS = {
+    "gru-additive": ("gru", {"score": "additive", "attention_dim": 10}),
+    "gru-dot": ("gru", {"score": "dot"}),
+    "gru-scaled_dot": ("gru", {"score": "scaled_dot"}),
+    "gru-general": ("gru", {"score": "general"}),
+    "transformer-pre": ("transformer", {"norm": "pre", "decoder_layers": 2}),
+    "transformer-post": ("transformer", {"norm": "post", "decoder_layers": 2}),
+}
+MAIN_VARIANTS = ["gru-additive", "transformer-pre", "transformer-post"]
+
+
+def tiny_model(variant: str, **overrides) -> Seq2Seq:
+    model_type, options = VARIANTS[variant]
+    if model_type == "gru":
+        config = ModelConfig(type="gru", gru=GRUConfig(**TINY_GRU, **{**options, **overrides}))
+    else:
+        section = TransformerConfig(**TINY_TRANSFORMER, **{**options, **overrides})
+        config = ModelConfig(type="transformer", transformer=section)
+    return build_model(config, SRC_VOCAB, TGT_VOCAB)
+
+
+def padded(sequences: list[list[int]], width: int | None = None) -> torch.Tensor:
+    width = max(map(len, sequences)) if width is None else width
+    return torch.tensor([s + [PAD_ID] * (width - len(s)) for s in sequences])
+
+
+def random_batch(src_lengths=(7, 4, 2), tgt_lengths=(5, 6, 3)) -> dict[str, torch.Tensor]:
+    """Source ids and the target shifted right (BOS first), padded; no special tokens inside."""
+    src = [torch.randint(4, SRC_VOCAB, (n,)).tolist() for n in src_lengths]
+    tgt = [[BOS_ID] + torch.randint(4, TGT_VOCAB, (n - 1,)).tolist() for n in tgt_lengths]
+    return {
+        "src": padded(src),
+        "src_lengths": torch.tensor(src_lengths),
+        "tgt_in": padded(tgt),
+        "tgt_lengths": torch.tensor(tgt_lengths),
+    }
+
+
+def teacher_forced_log_probs(model: Seq2Seq, batch: dict) -> torch.Tensor:
+    return model(batch["src"], batch["src_lengths"], batch["tgt_in"]).log_softmax(dim=-1)
+
+
+# --- padding, causality, incremental decoding ------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_padding_does_not_change_any_sentence(variant):
+    model = tiny_model(variant).eval()
+    batch = random_batch()
+    with torch.no_grad():
+        logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        extra = model(
+            F.pad(batch["src"], (0, 3)), batch["src_lengths"], F.pad(batch["tgt_in"], (0, 2))
+        )
+        for i, (src_len, tgt_len) in enumerate(
+            zip(batch["src_lengths"], batch["tgt_lengths"], strict=True)
+        ):
+            alone = model(
+                batch["src"][i : i + 1, :src_len],
+                src_len[None],
+                batch["tgt_in"][i : i + 1, :tgt_len],
+            )
+            torch.testing.assert_close(alone[0], logits[i, :tgt_len], atol=1e-5, rtol=0)
+            torch.testing.assert_close(extra[i, :tgt_len], logits[i, :tgt_len], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["transformer-pre", "transformer-post"])
+def test_transformer_decoder_is_causal(variant):
+    model = tiny_model(variant).eval()
+    batch = random_batch(src_lengths=(5, 6), tgt_lengths=(7, 7))
+    changed = batch["tgt_in"].clone()
+    position = 4
+    changed[:, position] = (changed[:, position] - 4 + 1) % (TGT_VOCAB - 4) + 4
+    with torch.no_grad():
+        before = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        after = model(batch["src"], batch["src_lengths"], changed)
+    torch.testing.assert_close(after[:, :position], before[:, :position], atol=1e-6, rtol=0)
+    assert (after[:, position:] - before[:, position:]).abs().amax(dim=-1).min() > 1e-4
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_incremental_decoding_matches_teacher_forcing_also_after_reorder(variant):
+    model = tiny_model(variant).eval()
+    batch = random_batch(src_lengths=(7, 4, 2), tgt_lengths=(6, 6, 6))
+    reorder = torch.tensor([2, 0, 0, 1])  # beam search repeats and drops rows
+    reorder_at = 3
+    with torch.no_grad():
+        expected = teacher_forced_log_probs(model, batch)
+        state = model.init_state(model.encode(batch["src"], batch["src_lengths"]))
+        rows = torch.arange(3)
+        for t in range(batch["tgt_in"].size(1)):
+            if t == reorder_at:
+                state, rows = state.reorder(reorder), rows[reorder]
+            log_probs, state = model.decode_step(batch["tgt_in"][rows, t], state)
+            torch.testing.assert_close(log_probs, expected[rows, t], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("need_attention", [True, False])
+def test_transformer_steps_agree_with_and_without_attention_weights(need_attention):
+    """The explicit-weights path (for plots) and the fused path compute the same thing."""
+    model = tiny_model("transformer-pre").eval()
+    batch = random_batch(tgt_lengths=(4, 4, 4))
+    with torch.no_grad():
+        expected = teacher_forced_log_probs(model, batch)
+        encoder_out = model.encode(batch["src"], batch["src_lengths"])
+        state = model.init_state(encoder_out, need_attention=need_attention)
+        for t in range(4):
+            log_probs, state = model.decode_step(batch["tgt_in"][:, t], state)
+            torch.testing.assert_close(log_probs, expected[:, t], atol=1e-5, rtol=0)
+            assert (state.attention is not None) == need_attention
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_attention_weights_sum_to_one_over_real_source_and_are_zero_on_padding(variant):
+    model = tiny_model(variant).eval()
+    batch = random_batch()
+    real = batch["src"] != PAD_ID
+    with torch.no_grad():
+        state = model.init_state(model.encode(batch["src"], batch["src_lengths"]))
+        assert state.attention is None
+        for t in range(3):
+            _, state = model.decode_step(batch["tgt_in"][:, t], state)
+            weights = state.attention
+            assert weights.shape == batch["src"].shape
+            assert torch.all(weights[~real] == 0)
+            assert torch.all(weights[real] > 0)
+            torch.testing.assert_close(weights.sum(dim=1), torch.ones(3))
+        reordered = state.reorder(torch.tensor([1, 1]))
+        torch.testing.assert_close(reordered.attention, weights[[1, 1]])
+
+
+def test_transformer_attention_comes_from_the_configured_layer():
+    first = tiny_model("transformer-pre", attention_layer=0).eval()
+    last = tiny_model("transformer-pre", attention_layer=-1).eval()
+    last.load_state_dict(first.state_dict())
+    batch = random_batch()
+    with torch.no_grad():
+        states = [
+            m.decode_step(
+                batch["tgt_in"][:, 0], m.init_state(m.encode(batch["src"], batch["src_lengths"]))
+            )
+            for m in (first, last)
+        ]
+    torch.testing.assert_close(states[0][0], states[1][0])  # same log-probabilities
+    assert (states[0][1].attention - states[1][1].attention).abs().max() > 1e-3
+
+
+# --- gradients and learning ------------------------------------------------------------------
+
+
+def loss_of(model: Seq2Seq, batch: dict) -> torch.Tensor:
+    tgt_out = torch.cat(
+        [batch["tgt_in"][:, 1:], torch.full_like(batch["tgt_in"][:, :1], PAD_ID)], 1
+    )
+    rows = torch.arange(len(tgt_out))
+    tgt_out[rows, batch["tgt_lengths"] - 1] = EOS_ID
+    logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID)
+
+
+@pytest.mark.parametrize(
+    ("variant", "options"),
+    [
+        ("gru-additive", {}),
+        ("gru-general", {}),
+        ("transformer-pre", {}),
+        ("transformer-post", {"tie_output_embeddings": False}),
+    ],
+)
+def test_every_parameter_receives_a_gradient(variant, options):
+    model = tiny_model(variant, **options).train()
+    loss_of(model, random_batch()).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("variant", MAIN_VARIANTS)
+def test_one_optimisation_step_lowers_the_loss(variant):
+    model = tiny_model(variant, dropout=0.0)
+    batch = random_batch()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = loss_of(model, batch)
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = loss_of(model, batch)
+    assert after < before - 1e-3
+
+
+def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, steps: int) -> list:
+    state = model.init_state(model.encode(src, src_lengths), need_attention=False)
+    tokens = torch.full((len(src),), BOS_ID)
+    outputs = []
+    for _ in range(steps):
+        log_probs, state = model.decode_step(tokens, state)
+        tokens = log_probs.argmax(dim=-1)
+        outputs.append(tokens)
+    return torch.stack(outputs, 1).tolist()
+
+
+@pytest.mark.parametrize("variant", MAIN_VARIANTS)
+def test_tiny_model_memorises_ten_pairs(variant):
+    generator = torch.Generator().manual_seed(1)
+    lengths = torch.randint(2, 7, (10, 2), generator=generator).tolist()
+    pairs = [
+        (
+            torch.randint(4, SRC_VOCAB, (src_len,), generator=generator).tolist(),
+            torch.randint(4, TGT_VOCAB, (tgt_len,), generator=generator).tolist(),
+        )
+        for src_len, tgt_len in lengths
+    ]
+    batch = {
+        "src": padded([s for s, _ in pairs]),
+        "src_lengths": torch.tensor([len(s) for s, _ in pairs]),
+        "tgt_in": padded([[BOS_ID] + t for _, t in pairs]),
+        "tgt_lengths": torch.tensor([len(t) + 1 for _, t in pairs]),
+    }
+    model = tiny_model(variant, dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = loss_of(model, batch)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.02
+    model.eval()
+    with torch.no_grad():
+        hypotheses = greedy(model, batch["src"], batch["src_lengths"], steps=7)
+    for (_, target), hypothesis in zip(pairs, hypotheses, strict=True):
+        assert hypothesis[: len(target) + 1] == target + [EOS_ID]
+
+
+# --- factory, config errors, sizes -----------------------------------------------------------
+
+
+def test_factory_builds_the_configured_family():
+    assert isinstance(build_model(ModelConfig(type="gru"), 50, 60), GRUSeq2Seq)
+    model = build_model(ModelConfig(type="transformer"), 50, 60, pad_id=5, bos_id=6, eos_id=7)
+    assert isinstance(model, Transformer)
+    assert (model.pad_id, model.bos_id, model.eos_id) == (5, 6, 7)
+
+
+@pytest.mark.parametrize(
+    ("model_section", "key"),
+    [
+        ({"type": "lstm"}, "model.type"),
+        ({"gru": {"score": "cosine"}}, "model.gru.score"),
+        ({"gru": {"hidden_size": 0}}, "model.gru.hidden_size"),
+        ({"gru": {"dropout": 1.0}}, "model.gru.dropout"),
+        ({"transformer": {"heads": 3}}, "model.transformer.heads"),
+        ({"transformer": {"d_model": 27, "heads": 3}}, "model.transformer.d_model"),
+        ({"transformer": {"attention_layer": 3}}, "model.transformer.attention_layer"),
+        ({"transformer": {"norm": "sandwich"}}, "model.transformer.norm"),
+        ({"transformer": {"cross_attention": "sparse"}}, "model.transformer.cross_attention"),
+        ({"transformer": {"layers": 6}}, "model.transformer.layers"),
+    ],
+)
+def test_config_errors_name_the_key(model_section, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_from_dict({"model": model_section})
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        (ModelConfig(type="gru", gru=GRUConfig(score="cosine")), "model.gru.score"),
+        (ModelConfig(gru=GRUConfig(encoder_layers=0)), "model.gru.encoder_layers"),
+        (ModelConfig(transformer=TransformerConfig(dropout=-0.1)), "model.transformer.dropout"),
+        (
+            ModelConfig(transformer=TransformerConfig(share_embeddings=True)),
+            "model.transformer.share_embeddings",
+        ),
+    ],
+)
+def test_build_model_validates_configs_made_in_code(config, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_model(config, 50, 60)
+
+
+def test_transformer_refuses_sequences_beyond_max_positions():
+    model = tiny_model("transformer-pre", max_positions=8).eval()
+    batch = random_batch(tgt_lengths=(9, 3, 3))
+    with pytest.raises(ValueError, match="max_positions=8"):
+        model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+
+
+def transformer_parameters(src: int, tgt: int, d: int, ff: int, enc: int, dec: int) -> int:
+    attention = 4 * (d * d + d)
+    feed_forward = d * ff + ff + ff * d + d
+    norm = 2 * d
+    encoder = enc * (attention + feed_forward + 2 * norm)
+    decoder = dec * (2 * attention + feed_forward + 3 * norm)
+    return src * d + tgt * d + encoder + decoder + 2 * norm  # pre-norm: one final norm each
+
+
+def gru_parameters(src: int, tgt: int, embed: int, hidden: int, attention: int) -> int:
+    decoder = 2 * hidden
+    encoder = 2 * (3 * hidden * (embed + hidden) + 6 * hidden)  # one layer, two directions
+    bridge = 2 * hidden * decoder + decoder
+    additive_score = decoder * attention + 2 * hidden * attention + attention
+    cell = 3 * decoder * (embed + 2 * hidden) + 3 * decoder * decoder + 6 * decoder
+    output = (decoder + 2 * hidden + embed) * embed + embed + embed * tgt + tgt
+    return src * embed + encoder + bridge + tgt * embed + additive_score + cell + output
+
+
+def test_parameter_counts_of_the_default_models():
+    """The defaults as the docs report them (vocabulary 8000 on each side)."""
+    transformer = build_model(ModelConfig(type="transformer"), 8000, 8000)
+    assert transformer.num_parameters() == transformer_parameters(8000, 8000, 256, 1024, 3, 3)
+    assert transformer.num_parameters() == 9_626_624
+    untied = build_model(
+        ModelConfig(transformer=TransformerConfig(tie_output_embeddings=False)), 8000, 8000
+    )
+    assert untied.num_parameters() == transformer.num_parameters() + 8000 * 256
+    shared = build_model(
+        ModelConfig(transformer=TransformerConfig(share_embeddings=True)), 8000, 8000
+    )
+    assert shared.num_parameters() == transformer.num_parameters() - 8000 * 256
+    gru = build_model(ModelConfig(type="gru"), 8000, 8000)
+    assert gru.num_parameters() == gru_parameters(8000, 8000, 256, 256, 256) == 9_763_648
