@@ -9,6 +9,7 @@ edge takes plain arguments, never the raw dictionary.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -97,6 +98,32 @@ class DataConfig:
 
 
 @dataclass
+class RFAConfig:
+    """Random feature attention (nmt/models/rfa.py, docs/rfa.md) for the attention types
+    set to ``rfa``."""
+
+    num_features: int = 64  # random vectors per head; the feature dimension is twice that
+    feature_map: Literal["trig", "positive"] = "trig"
+    sigma: float = 1.0  # initial scale of l2-normalised queries and keys
+    learn_sigma: bool = True
+    # fixed: one projection per model (saved in checkpoints); every_step, or an integer N:
+    # a new one every N training forward passes.
+    redraw: Literal["fixed", "every_step"] | int = "fixed"
+    gated: bool = False  # the paper's gated recurrence, for decoder self-attention only
+
+    def validate(self, key: str = "model.transformer.rfa") -> None:
+        _check_choices(self, key)
+        _check_positive(self, key, "num_features")
+        _require(self.sigma > 0, f"{key}.sigma", "a positive number", self.sigma)
+        redraw = self.redraw
+        if isinstance(redraw, str):
+            valid = redraw in ("fixed", "every_step")
+        else:
+            valid = isinstance(redraw, int) and not isinstance(redraw, bool) and redraw >= 1
+        _require(valid, f"{key}.redraw", "'fixed', 'every_step' or an integer N >= 1", redraw)
+
+
+@dataclass
 class TransformerConfig:
     d_model: int = 256
     heads: int = 4
@@ -110,10 +137,11 @@ class TransformerConfig:
     share_embeddings: bool = False  # source and target share one table (joint vocabulary)
     max_positions: int = 1024
     attention_layer: int = -1  # which decoder layer's cross-attention states expose (plots)
-    # The core of each attention type (nmt/models/attention.py, make_attention_core).
-    encoder_attention: Literal["softmax"] = "softmax"
-    decoder_attention: Literal["softmax"] = "softmax"
-    cross_attention: Literal["softmax"] = "softmax"
+    # The core of each attention type (nmt/models/transformer.py, make_attention_core).
+    encoder_attention: Literal["softmax", "rfa"] = "softmax"
+    decoder_attention: Literal["softmax", "rfa"] = "softmax"
+    cross_attention: Literal["softmax", "rfa"] = "softmax"
+    rfa: RFAConfig = field(default_factory=RFAConfig)
 
     def validate(self, key: str = "model.transformer") -> None:
         _check_choices(self, key)
@@ -133,6 +161,14 @@ class TransformerConfig:
             f"{key}.attention_layer",
             f"a decoder layer index in [{-layers}, {layers})",
             self.attention_layer,
+        )
+        self.rfa.validate(f"{key}.rfa")
+        _require(
+            not self.rfa.gated or self.decoder_attention == "rfa",
+            f"{key}.rfa.gated",
+            f"false unless {key}.decoder_attention is 'rfa' (only causal self-attention has "
+            "a gated form)",
+            self.rfa.gated,
         )
 
 
@@ -341,7 +377,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
 
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Validate a raw mapping (as read from YAML) plus overrides into a :class:`Config`."""
-    raw = dict(raw or {})
+    raw = copy.deepcopy(dict(raw or {}))  # overrides must not change the caller's dict
     for override in overrides:
         _apply_override(raw, override)
     config = _build(Config, raw, "")
