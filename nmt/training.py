@@ -35,6 +35,7 @@ from nmt.checkpoint import load_checkpoint, save_checkpoint, step_checkpoints
 from nmt.config import Config, load_config
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.data.prepare import PreparedData, prepare_data
+from nmt.data.readers import read_lines
 from nmt.data.vocab import PAD_ID
 from nmt.errors import NmtError
 from nmt.evaluate import score, translate_corpus
@@ -145,6 +146,15 @@ class StopFlag:
         self.signal_name = signal.Signals(signum).name
 
 
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (CPU RAM; GPU memory is separate)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -165,8 +175,7 @@ def validate(
         total_loss += label_smoothed_nll(logits, batch.tgt_out, 0.0, PAD_ID).item()
         total_tokens += batch.ntokens
     sources_path, references_path = data.text_paths("dev")
-    sources = sources_path.read_text(encoding="utf-8").splitlines()
-    references = references_path.read_text(encoding="utf-8").splitlines()
+    sources, references = read_lines(sources_path), read_lines(references_path)
     if config.training.valid_max_sentences:
         sources = sources[: config.training.valid_max_sentences]
         references = references[: config.training.valid_max_sentences]
@@ -314,7 +323,7 @@ class Trainer:
 
     def _log(self, message: str) -> None:
         if self.is_main:
-            tqdm.write(message)
+            tqdm.write(message, file=sys.stderr)
 
     def _open_tensorboard(self) -> Any:
         try:
@@ -496,6 +505,7 @@ class Trainer:
                         tokens_seen, window_start = 0, time.time()
                     if p.step % t.valid_every == 0:
                         self.validate_and_save()
+                        tokens_seen, window_start = 0, time.time()  # keep validation out of tok/s
                     stop_reason = self._limits_reached(p.seconds)
                     if stop_flag.signal_name:
                         stop_reason = f"{stop_flag.signal_name} received"
@@ -525,7 +535,7 @@ class Trainer:
         self._log(
             f"done: {p.step} steps, {p.epoch + (p.batch_in_epoch > 0)} epochs, {p.seconds / 60:.1f} min "
             f"(stopped by {stop_reason}{resume}). Best dev BLEU {p.best_bleu:.2f} at step {p.best_step}; "
-            f"checkpoints in {self.run_dir}/ (best.pt, last.pt)"
+            f"checkpoints in {self.run_dir}/ (best.pt, last.pt); peak memory {peak_memory_mb():,.0f} MB"
         )
 
 

@@ -34,7 +34,10 @@ def test_wrong_type_names_key_and_expected_type() -> None:
 
 
 def test_unknown_key_suggests_closest() -> None:
-    with pytest.raises(ConfigError, match=r"unknown config key 'training\.warmup'; did you mean 'training\.warmup_steps'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key 'training\.warmup'; did you mean 'training\.warmup_steps'",
+    ):
         config_from_dict({"training": {"warmup": 100}})
     with pytest.raises(ConfigError, match=r"unknown config key 'modle'; did you mean 'model'"):
         config_from_dict({"modle": {}})
@@ -46,7 +49,9 @@ def test_section_must_be_mapping() -> None:
 
 
 def test_range_checks() -> None:
-    with pytest.raises(ConfigError, match=r"model\.transformer\.heads: expected a divisor of d_model=256"):
+    with pytest.raises(
+        ConfigError, match=r"model\.transformer\.heads: expected a divisor of d_model=256"
+    ):
         config_from_dict({"model": {"transformer": {"heads": 3}}})
     with pytest.raises(ConfigError, match=r"decoding\.n_best"):
         config_from_dict({"decoding": {"beam_size": 2, "n_best": 3}})
@@ -55,8 +60,15 @@ def test_range_checks() -> None:
 def test_overrides(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text("training:\n  lr: 0.001\n", encoding="utf-8")
-    config = load_config(path, ["training.lr=0.5", "model.transformer.d_model=128", "data.dev=null",
-                                "training.betas=[0.8, 0.9]"])
+    config = load_config(
+        path,
+        [
+            "training.lr=0.5",
+            "model.transformer.d_model=128",
+            "data.dev=null",
+            "training.betas=[0.8, 0.9]",
+        ],
+    )
     assert config.training.lr == 0.5
     assert config.model.transformer.d_model == 128
     assert config.data.dev is None
