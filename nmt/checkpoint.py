@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code.
+        raise CheckpointError(
+            f"{path} holds objects other than plain data (not an nmt checkpoint); "
+            "refusing to load it, since unpickling them could run code"
+        ) from None
     except Exception as error:  # torch raises many types for truncated or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {reason[:200]}") from None
+        reason = str(error).strip().split(". ")[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"corrupt or truncated checkpoint {path} ({reason[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an nmt checkpoint")
     if payload.get("version", 0) > VERSION:
@@ -97,8 +104,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointError(f"corrupt checkpoint {path}: weights do not fit ({first})") from None
+        # torch's first line names only the model class; the details follow on later lines.
+        details = " ".join(line.strip() for line in str(error).splitlines()[1:])
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: its weights do not fit the model its config describes "
+            f"({details[:300]})"
+        ) from None
     model.to(device).eval()
     return LoadedModel(model, config, src_vocab, tgt_vocab, Path(path), int(payload.get("step", 0)))
 

@@ -1,0 +1,79 @@
+"""Checkpoints: atomic writes, safe loads with clear errors, weight averaging."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from nmt.cli import main as cli_main
+from nmt.errors import CheckpointError
+
+
+def payload(value: float, step: int) -> dict:
+    return {
+        "config": {"name": "x"},
+        "model": {"w": torch.full((2, 3), value), "count": torch.tensor(step)},
+        "vocab": {"src": b"\x00src", "tgt": b"tgt\xff"},
+        "step": step,
+    }
+
+
+def test_save_is_atomic_and_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run" / "last.pt"
+    save_checkpoint(path, payload(1.0, 1))
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 1 and loaded["vocab"]["tgt"] == b"tgt\xff"
+    torch.testing.assert_close(loaded["model"]["w"], torch.ones(2, 3))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    # A crash while writing leaves the previous checkpoint intact and no temporary file.
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, payload(2.0, 2))
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
+def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, payload(1.0, 1))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated checkpoint .*truncated.pt"):
+        load_checkpoint(truncated)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt"):
+        load_checkpoint(empty)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.ones(1)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt is not an nmt checkpoint"):
+        load_checkpoint(foreign)
+    code = tmp_path / "code.pt"
+    torch.save({"format": "nmt-checkpoint", "hook": Path("x")}, code)  # not plain data
+    with pytest.raises(CheckpointError, match="refusing to load it"):
+        load_checkpoint(code)
+
+
+def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for step, value in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0)):
+        save_checkpoint(tmp_path / f"step-{step}.pt", payload(value, step))
+    averaged = average_checkpoints([tmp_path / "step-3.pt", tmp_path / "step-4.pt"])
+    torch.testing.assert_close(averaged["model"]["w"], torch.full((2, 3), 5.0))
+    assert averaged["model"]["count"].item() == 4  # integers come from the newest
+
+    assert cli_main(["average", str(tmp_path), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "step-2.pt, step-3.pt, step-4.pt" in out
+    result = load_checkpoint(tmp_path / "averaged.pt")
+    torch.testing.assert_close(result["model"]["w"], torch.full((2, 3), 4.0))
+    assert cli_main(["average", str(tmp_path), "-k", "9"]) == 2
+    assert "asked for 9 step checkpoints, found 4" in capsys.readouterr().err
