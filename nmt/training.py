@@ -37,6 +37,7 @@ from nmt.data.batching import TokenBatchSampler, collate
 from nmt.data.prepare import PreparedData, prepare_data
 from nmt.data.readers import read_lines
 from nmt.data.vocab import PAD_ID
+from nmt.devices import resolve_device
 from nmt.errors import NmtError
 from nmt.evaluate import score, translate_corpus
 from nmt.models import build_model
@@ -62,16 +63,6 @@ class Progress:
 
 
 # --- set-up -----------------------------------------------------------------------------
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def distributed_context() -> tuple[int, int]:
@@ -223,7 +214,7 @@ class Trainer:
             torch.set_num_threads(t.threads)
         if t.deterministic:
             torch.use_deterministic_algorithms(True)
-        self.device = pick_device(t.device)
+        self.device = resolve_device(t.device, "training.device:")
         if self.world_size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(self.device)

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import torch
-
 from nmt.checkpoint import load_model
 from nmt.config import Config
 from nmt.data.vocab import Vocabulary
 from nmt.decoding import Translation, translate_sentences
+from nmt.devices import resolve_device
 from nmt.errors import DataError, NmtError
 from nmt.models.base import Seq2Seq
 
@@ -117,25 +116,6 @@ class Translator:
 
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an unavailable accelerator is a clear error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise NmtError(f"--device {name}: not a device (cpu, cuda, cuda:N, mps, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NmtError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise NmtError(f"--device {name}: MPS is not available on this machine")
-    return device
 
 
 def read_lines(source: str | Path | BinaryIO) -> list[str]:
