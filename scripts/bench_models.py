@@ -125,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="0 skips training")
     parser.add_argument("--decode-batch", type=int, default=64)
     parser.add_argument("--models", nargs="+", default=["transformer", "gru"])
     parser.add_argument("--decode-steps", type=int, nargs="*", default=[10, 50, 100])
@@ -141,8 +141,10 @@ def main() -> None:
     for model_type in args.models:
         model = build_model(ModelConfig(type=model_type), VOCAB_SIZE, VOCAB_SIZE)
         print(f"\n{model_type}: {model.num_parameters():,} parameters")
-        for name, tokens_per_second in training_throughput(model, batch, args.repeats).items():
-            print(f"  train {name:20s} {tokens_per_second:6.0f} target tokens/s")
+        if args.repeats > 0:  # 0: decoding only
+            throughput = training_throughput(model, batch, args.repeats)
+            for name, tokens_per_second in throughput.items():
+                print(f"  train {name:20s} {tokens_per_second:6.0f} target tokens/s")
         for steps in args.decode_steps:
             cached, recomputed = incremental_speedup(model, steps, args.decode_batch)
             print(
