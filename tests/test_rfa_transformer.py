@@ -1,7 +1,7 @@
-"""The Transformer with random feature attention (``nmt/models/rfa.py``) in each attention
-type alone and in all of them: the model contract of softmax attention (padding, causality,
-incremental decoding with reordering, search, checkpoints, learning, the command line) and
-RFA's own promise, a decoder self-attention state that does not grow with the output."""
+"""The Transformer with random feature attention (``nmt/models/rfa.py``): config wiring,
+search, checkpoints, learning and the command line, and RFA's own promise, a decoder
+self-attention state that does not grow with the output. Padding invariance, causality and
+incremental decoding run over the RFA variants in ``test_models.py`` (``tiny_models.VARIANTS``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from tiny_checkpoint import PAIRS, tiny_vocabularies
+from tiny_models import (
+    ALL_RFA,
+    SRC_VOCAB,
+    TGT_VOCAB,
+    TINY_TRANSFORMER,
+    padded,
+    random_batch,
+    tiny_model,
+)
 
 from nmt.checkpoint import load_model, save_checkpoint
 from nmt.cli import main as cli
@@ -25,52 +34,7 @@ from nmt.models.base import padding_mask
 from nmt.models.rfa import RandomFeatureAttention
 from nmt.models.transformer import Transformer
 
-SRC_VOCAB, TGT_VOCAB = 23, 19
-TINY = {"d_model": 32, "heads": 4, "ff_size": 48, "encoder_layers": 2, "decoder_layers": 2}
-RFA = {"num_features": 32}
-ALL_RFA = {"encoder_attention": "rfa", "decoder_attention": "rfa", "cross_attention": "rfa"}
-VARIANTS = {
-    "encoder": {"encoder_attention": "rfa"},
-    "decoder": {"decoder_attention": "rfa"},
-    "decoder-gated": {"decoder_attention": "rfa", "rfa": {"gated": True}},
-    "cross": {"cross_attention": "rfa"},
-    "all": ALL_RFA,
-    "all-gated-positive": {**ALL_RFA, "rfa": {"gated": True, "feature_map": "positive"}},
-}
-RFA_DECODERS = ["decoder", "decoder-gated", "all"]
-
-
-def transformer_section(variant: str, **overrides) -> dict:
-    section = {**TINY, **VARIANTS[variant], **overrides}
-    section["rfa"] = {**RFA, **VARIANTS[variant].get("rfa", {}), **overrides.get("rfa", {})}
-    return section
-
-
-def tiny_model(variant: str, **overrides) -> Transformer:
-    section = transformer_section(variant, **overrides)
-    config = config_from_dict({"model": {"type": "transformer", "transformer": section}})
-    return build_model(config.model, SRC_VOCAB, TGT_VOCAB)
-
-
-def padded(sequences: list[list[int]]) -> torch.Tensor:
-    width = max(map(len, sequences))
-    return torch.tensor([s + [PAD_ID] * (width - len(s)) for s in sequences])
-
-
-def random_batch(src_lengths=(7, 4, 2), tgt_lengths=(5, 6, 3)) -> dict[str, torch.Tensor]:
-    """Source ids and the target shifted right (BOS first), padded; no special tokens inside."""
-    src = [torch.randint(4, SRC_VOCAB, (n,)).tolist() for n in src_lengths]
-    tgt = [[BOS_ID] + torch.randint(4, TGT_VOCAB, (n - 1,)).tolist() for n in tgt_lengths]
-    return {
-        "src": padded(src),
-        "src_lengths": torch.tensor(src_lengths),
-        "tgt_in": padded(tgt),
-        "tgt_lengths": torch.tensor(tgt_lengths),
-    }
-
-
-def teacher_forced_log_probs(model: Transformer, batch: dict) -> torch.Tensor:
-    return model(batch["src"], batch["src_lengths"], batch["tgt_in"]).log_softmax(dim=-1)
+RFA_DECODERS = ["rfa-decoder", "rfa-decoder-gated", "rfa-all"]
 
 
 # --- the config reaches the cores; bad values name the key ----------------------------------
@@ -85,7 +49,9 @@ def test_config_and_command_line_overrides_choose_each_core():
         "model.transformer.rfa.redraw=100",
     ]
     # A copy: overrides write into the nested mappings they are given.
-    config = config_from_dict({"model": {"transformer": dict(TINY)}}, overrides)
+    config = config_from_dict(
+        {"model": {"transformer": {**TINY_TRANSFORMER, "decoder_layers": 2}}}, overrides
+    )
     model = build_model(config.model, SRC_VOCAB, TGT_VOCAB)
     assert isinstance(model.encoder_layers[0].self_attention.core, SoftmaxAttention)
     for layer in model.decoder_layers:
@@ -133,58 +99,6 @@ def test_build_model_validates_rfa_configs_made_in_code(rfa, key):
 # --- padding, causality, incremental decoding ------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_padding_does_not_change_any_sentence(variant):
-    model = tiny_model(variant).eval()
-    batch = random_batch()
-    with torch.no_grad():
-        logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-        extra = model(
-            F.pad(batch["src"], (0, 3)), batch["src_lengths"], F.pad(batch["tgt_in"], (0, 2))
-        )
-        for i, (src_len, tgt_len) in enumerate(
-            zip(batch["src_lengths"], batch["tgt_lengths"], strict=True)
-        ):
-            alone = model(
-                batch["src"][i : i + 1, :src_len],
-                src_len[None],
-                batch["tgt_in"][i : i + 1, :tgt_len],
-            )
-            torch.testing.assert_close(alone[0], logits[i, :tgt_len], atol=1e-5, rtol=0)
-            torch.testing.assert_close(extra[i, :tgt_len], logits[i, :tgt_len], atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_decoder_is_causal(variant):
-    model = tiny_model(variant).eval()
-    batch = random_batch(src_lengths=(5, 6), tgt_lengths=(7, 7))
-    changed = batch["tgt_in"].clone()
-    position = 4
-    changed[:, position] = (changed[:, position] - 4 + 1) % (TGT_VOCAB - 4) + 4
-    with torch.no_grad():
-        before = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-        after = model(batch["src"], batch["src_lengths"], changed)
-    torch.testing.assert_close(after[:, :position], before[:, :position], atol=1e-6, rtol=0)
-    assert (after[:, position:] - before[:, position:]).abs().amax(dim=-1).min() > 1e-4
-
-
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_incremental_decoding_matches_teacher_forcing_also_after_reorder(variant):
-    model = tiny_model(variant).eval()
-    batch = random_batch(src_lengths=(7, 4, 2), tgt_lengths=(8, 8, 8))
-    reorder = torch.tensor([2, 0, 0, 1])  # beam search repeats and drops rows
-    reorder_at = 3
-    with torch.no_grad():
-        expected = teacher_forced_log_probs(model, batch)
-        state = model.init_state(model.encode(batch["src"], batch["src_lengths"]))
-        rows = torch.arange(3)
-        for t in range(batch["tgt_in"].size(1)):
-            if t == reorder_at:
-                state, rows = state.reorder(reorder), rows[reorder]
-            log_probs, state = model.decode_step(batch["tgt_in"][rows, t], state)
-            assert (log_probs - expected[rows, t]).abs().max() < 1e-5
-
-
 def self_cache_shapes(model: Transformer, steps: int) -> list[dict[str, tuple[int, ...]]]:
     """Shapes of every decoder layer's self-attention cache after ``steps`` decoding steps."""
     batch = random_batch()
@@ -206,7 +120,7 @@ def test_decoder_self_attention_state_does_not_grow(variant):
 
 def test_softmax_self_attention_cache_grows_with_the_steps():
     """The contrast that the test above relies on: a key/value cache grows by one per step."""
-    model = tiny_model("cross").eval()
+    model = tiny_model("rfa-cross").eval()
     assert self_cache_shapes(model, 10)[0]["keys"] == (3, 4, 10, 8)
     assert self_cache_shapes(model, 1)[0]["keys"] == (3, 4, 1, 8)
 
@@ -226,7 +140,7 @@ def sum_of_log_probs(model: Transformer, src, src_lengths, outputs: list[list[in
     return picked.sum(dim=1).tolist()
 
 
-@pytest.mark.parametrize("variant", ["decoder-gated", "cross", "all"])
+@pytest.mark.parametrize("variant", ["rfa-decoder-gated", "rfa-cross", "rfa-all"])
 def test_beam_search_scores_are_exact_and_beam_one_equals_greedy(variant):
     model = tiny_model(variant).eval()
     sources = [torch.randint(4, SRC_VOCAB, (n,)).tolist() for n in (6, 3, 9, 1)]
@@ -299,7 +213,7 @@ def trained_rfa(tmp_path_factory) -> tuple[Path, Transformer, list[float]]:
 
 
 def test_every_parameter_receives_a_gradient():
-    model = tiny_model("all-gated-positive").train()
+    model = tiny_model("rfa-all-gated-positive").train()
     batch = random_batch()
     logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"]).flatten(0, 1)
     F.cross_entropy(logits, torch.randint(4, TGT_VOCAB, logits.shape[:1])).backward()
