@@ -23,17 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="nmt",
         description="Chinese<->English neural machine translation with attention models.",
-        epilog="Run 'nmt COMMAND --help' for the options of one command.",
+        epilog=f"commands:\n{commands}\n\nRun 'nmt COMMAND --help' for one command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "command",
-        choices=list(COMMANDS),
-        metavar="COMMAND",
-        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()),
-    )
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="see below")
     return parser
 
 
