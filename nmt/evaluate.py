@@ -28,7 +28,7 @@ from nmt.data.vocab import Vocabulary
 from nmt.decoding import translate_sentences
 from nmt.errors import DataError
 from nmt.models.base import Seq2Seq
-from nmt.translate import Translator, add_decoding_arguments, read_lines, warn_truncated
+from nmt.translate import Translator, add_decoding_arguments, read_input_lines, warn_truncated
 
 
 def bleu_tokenizer(tgt_lang: str) -> str:
@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
     for option, value in (("--beam", args.beam), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise DataError(f"{option} {value}: must be at least 1")
-    sources, references = read_lines(args.src), read_lines(args.ref)
+    sources, references = read_input_lines(args.src), read_input_lines(args.ref)
     if not sources:
         raise DataError(f"{args.src} has no sentences")
     if len(sources) != len(references):

@@ -118,7 +118,7 @@ def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def read_lines(source: str | Path | BinaryIO) -> list[str]:
+def read_input_lines(source: str | Path | BinaryIO) -> list[str]:
     """Lines of a file (or binary stream) as text: UTF-8 with invalid bytes replaced, split on
     ``\\n`` only (so other line-break characters stay inside their line), ``\\r`` stripped."""
     if isinstance(source, (str, Path)):
@@ -242,7 +242,7 @@ def main(args: argparse.Namespace) -> int:
         # decoded like the other inputs.
         sources = [os.fsencode(s).decode("utf-8", errors="replace") for s in args.sentences]
     else:
-        sources = read_lines(args.input if args.input is not None else sys.stdin.buffer)
+        sources = read_input_lines(args.input if args.input is not None else sys.stdin.buffer)
     translations = translator.translate(sources, **settings)
     where = args.input if args.input is not None else "input"
     warn_truncated(translations, translator.max_length, "nmt translate", where)

@@ -36,7 +36,7 @@ from nmt.data.prepare import PreparedData
 from nmt.data.vocab import PAD_ID
 from nmt.evaluate import evaluate
 from nmt.models import build_model
-from nmt.translate import Translator, read_lines
+from nmt.translate import Translator, read_input_lines
 
 DEFAULT_CONFIGS = [
     Path("configs/tatoeba_zh_en_transformer.yaml"),
@@ -125,7 +125,7 @@ def main() -> None:
                 args.overfit.append(config)
 
     torch.set_num_threads(args.threads)
-    sources, references = read_lines(args.src), read_lines(args.ref)
+    sources, references = read_input_lines(args.src), read_input_lines(args.ref)
     if args.sentences:
         sources, references = sources[: args.sentences], references[: args.sentences]
     models = [(str(p), Translator.from_checkpoint(p)) for p in args.checkpoint]

@@ -17,7 +17,7 @@ from tiny_checkpoint import PAIRS, tiny_checkpoint
 
 from nmt.cli import main as cli
 from nmt.errors import NmtError
-from nmt.translate import Translator, read_lines
+from nmt.translate import Translator, read_input_lines
 
 SOURCES = [zh for zh, _ in PAIRS]
 TARGETS = [en for _, en in PAIRS]
@@ -230,9 +230,9 @@ def test_python_api() -> None:
 def test_read_lines_splits_on_newlines_only(tmp_path: Path) -> None:
     path = tmp_path / "lines"
     path.write_bytes(b"a\r\nb\x0bc\n\n\xffd")
-    assert read_lines(path) == ["a", "b\x0bc", "", "\ufffdd"]
+    assert read_input_lines(path) == ["a", "b\x0bc", "", "\ufffdd"]
     path.write_bytes(b"")
-    assert read_lines(path) == []
+    assert read_input_lines(path) == []
 
 
 def test_attention_layer_selects_the_transformer_layer_shown() -> None:
