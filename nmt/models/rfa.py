@@ -124,6 +124,9 @@ def causal_linear_attention(
     length = query_features.size(2)
     if length == 0:
         return values.clone()
+    # A sequence shorter than a chunk is one chunk of its own length: padding it to
+    # chunk_size would multiply the work and memory of short sentences (NMT's usual case).
+    chunk_size = min(chunk_size, length)
     padding = -length % chunk_size
     if padding:
         # Padded positions have zero features and a gate of 1: they change nothing.
