@@ -90,17 +90,8 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model and vocabularies stored in a checkpoint."""
-    from nmt.data.vocab import Vocabulary
-    from nmt.models import build_model
-
     payload = load_checkpoint(path)
-    config = checkpoint_config(payload, path)
-    try:
-        src_vocab = Vocabulary.from_bytes(payload["vocab"]["src"])
-        tgt_vocab = Vocabulary.from_bytes(payload["vocab"]["tgt"])
-    except Exception as error:
-        raise CheckpointError(f"corrupt checkpoint {path}: bad vocabulary ({error})") from None
-    model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
+    model, config, src_vocab, tgt_vocab = _model_from_payload(payload, path)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
@@ -114,20 +105,44 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     return LoadedModel(model, config, src_vocab, tgt_vocab, Path(path), int(payload.get("step", 0)))
 
 
+def _model_from_payload(payload: dict[str, Any], path: str | Path) -> tuple[Any, Config, Any, Any]:
+    """The untrained model a checkpoint's config describes, and its two vocabularies."""
+    from nmt.data.vocab import Vocabulary
+    from nmt.models import build_model
+
+    config = checkpoint_config(payload, path)
+    try:
+        src_vocab = Vocabulary.from_bytes(payload["vocab"]["src"])
+        tgt_vocab = Vocabulary.from_bytes(payload["vocab"]["tgt"])
+    except Exception as error:
+        raise CheckpointError(f"corrupt checkpoint {path}: bad vocabulary ({error})") from None
+    model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
+    return model, config, src_vocab, tgt_vocab
+
+
 def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
-    """Element-wise mean of the model weights; everything else comes from the newest file."""
+    """Element-wise mean of the model parameters; everything else comes from the newest file.
+
+    Buffers are not averaged: a random feature projection redrawn during training belongs
+    with the weights it was last used with (a fixed one is the same in every file), and
+    counters are not quantities to average.
+    """
     if not paths:
         raise CheckpointError("no checkpoints to average")
     payloads = [load_checkpoint(p) for p in paths]
+    newest = payloads[-1]
+    with torch.device("meta"):  # only the names are needed: allocate nothing
+        skeleton = _model_from_payload(newest, paths[-1])[0]
+    # remove_duplicate=False: tied weights (embedding = output layer) appear under both names.
+    parameter_names = {name for name, _ in skeleton.named_parameters(remove_duplicate=False)}
     averaged = {}
-    for name, tensor in payloads[-1]["model"].items():
-        if tensor.is_floating_point():
+    for name, tensor in newest["model"].items():
+        if name in parameter_names:
             averaged[name] = (
                 sum(p["model"][name].double() for p in payloads).div(len(paths)).to(tensor.dtype)
             )
         else:
             averaged[name] = tensor
-    newest = payloads[-1]
     keep = ("config", "vocab", "step", "epoch", "metrics")
     return {
         **{k: newest[k] for k in keep if k in newest},

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_checkpoint import tiny_vocabularies
 
-from nmt.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from nmt.checkpoint import average_checkpoints, load_checkpoint, load_model, save_checkpoint
 from nmt.cli import main as cli_main
+from nmt.config import config_from_dict
 from nmt.errors import CheckpointError
+from nmt.models import build_model
+from nmt.models.rfa import RandomFeatureAttention
 
 
 def payload(value: float, step: int) -> dict:
@@ -64,16 +68,44 @@ def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Parameters are averaged; buffers (an RFA projection redrawn during training, its call
+    counter) come from the newest checkpoint, where they belong with the last weights."""
+    zh_vocab, en_vocab = tiny_vocabularies()
+    transformer = {"d_model": 16, "heads": 2, "ff_size": 32, "encoder_layers": 1}
+    transformer |= {"decoder_layers": 1, "decoder_attention": "rfa"}
+    transformer |= {"rfa": {"num_features": 8, "redraw": "every_step"}}
+    config = config_from_dict({"name": "avg", "model": {"transformer": transformer}})
+    model = build_model(config.model, len(zh_vocab), len(en_vocab))
+    cores = [m for m in model.modules() if isinstance(m, RandomFeatureAttention)]
+    assert cores
+    vocab = {"src": zh_vocab.to_bytes(), "tgt": en_vocab.to_bytes()}
     for step, value in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0)):
-        save_checkpoint(tmp_path / f"step-{step}.pt", payload(value, step))
-    averaged = average_checkpoints([tmp_path / "step-3.pt", tmp_path / "step-4.pt"])
-    torch.testing.assert_close(averaged["model"]["w"], torch.full((2, 3), 5.0))
-    assert averaged["model"]["count"].item() == 4  # integers come from the newest
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(value)
+        for core in cores:
+            core.redraw_projection()
+            core.train_calls.fill_(step)
+        state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        checkpoint = {"config": config.to_dict(), "model": state, "vocab": vocab, "step": step}
+        save_checkpoint(tmp_path / f"step-{step}.pt", checkpoint)
+    newest = load_checkpoint(tmp_path / "step-4.pt")["model"]
+    parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    buffer_names = set(newest) - parameter_names
+    assert any(name.endswith("projection") for name in buffer_names)
+
+    averaged = average_checkpoints([tmp_path / "step-3.pt", tmp_path / "step-4.pt"])["model"]
+    for name in parameter_names:
+        torch.testing.assert_close(averaged[name], torch.full_like(newest[name], 5.0))
+    for name in buffer_names:
+        assert torch.equal(averaged[name], newest[name]), name
 
     assert cli_main(["average", str(tmp_path), "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "step-2.pt, step-3.pt, step-4.pt" in out
-    result = load_checkpoint(tmp_path / "averaged.pt")
-    torch.testing.assert_close(result["model"]["w"], torch.full((2, 3), 4.0))
+    loaded = load_model(tmp_path / "averaged.pt")  # translates like any checkpoint
+    for name, tensor in loaded.model.state_dict().items():
+        expected = torch.full_like(tensor, 4.0) if name in parameter_names else newest[name]
+        torch.testing.assert_close(tensor, expected, msg=name)
     assert cli_main(["average", str(tmp_path), "-k", "9"]) == 2
     assert "asked for 9 step checkpoints, found 4" in capsys.readouterr().err

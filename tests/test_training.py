@@ -67,22 +67,27 @@ def test_cli_train_writes_checkpoints_and_resumes(
     assert [e["step"] for e in events if e["event"] == "validation"] == [4, 6, 8, 9]
 
 
-@pytest.mark.parametrize("model_type", ["transformer", "gru"])
+# RFA in decoder self-attention, its projection redrawn every 4 training forward passes: a
+# resumed run must redraw at the same steps, with the same random numbers.
+RFA_REDRAW = {"decoder_attention": "rfa", "rfa": {"num_features": 8, "redraw": 4}}
+
+
+@pytest.mark.parametrize("model_type", ["transformer", "gru", "transformer_rfa"])
 def test_resume_equals_uninterrupted_run(tmp_path: Path, model_type: str) -> None:
     """2N steps in one go == N steps, stop, resume, N more: identical parameters."""
-    straight = config_from_dict(
-        tiny_experiment(tmp_path / "a", model_type, max_steps=20, max_tokens=600)
-    )
-    train(straight)
+
+    def experiment(directory: Path, max_steps: int):
+        raw = tiny_experiment(
+            directory, model_type.split("_")[0], max_steps=max_steps, max_tokens=600
+        )
+        if model_type == "transformer_rfa":
+            raw["model"]["transformer"].update(RFA_REDRAW)
+        return config_from_dict(raw)
+
+    train(experiment(tmp_path / "a", max_steps=20))
     # 20 steps cross an epoch boundary (14 batches an epoch) and the resume point (9).
-    first_half = config_from_dict(
-        tiny_experiment(tmp_path / "b", model_type, max_steps=9, max_tokens=600)
-    )
-    train(first_half)
-    second_half = config_from_dict(
-        tiny_experiment(tmp_path / "b", model_type, max_steps=20, max_tokens=600)
-    )
-    progress = train(second_half)
+    train(experiment(tmp_path / "b", max_steps=9))
+    progress = train(experiment(tmp_path / "b", max_steps=20))
     assert progress.step == 20 and progress.epoch >= 1
     a = load_checkpoint(run_dir(tmp_path / "a") / "last.pt")["model"]
     b = load_checkpoint(run_dir(tmp_path / "b") / "last.pt")["model"]

@@ -218,7 +218,10 @@ class RandomFeatureAttention(AttentionCore):
         self.chunk_size = chunk_size
         self.denominator_eps = denominator_eps
         self.redraw_every = _redraw_interval(redraw)
-        self.train_calls = 0  # forward calls in training mode, for redraw every N
+        if self.redraw_every:
+            # Training forward calls so far; a buffer, so that checkpoints keep it and a
+            # resumed run redraws on the same schedule as an uninterrupted one.
+            self.register_buffer("train_calls", torch.zeros((), dtype=torch.long))
 
         self.register_buffer("projection", torch.randn(heads, num_features, head_dim))
         log_sigma = torch.full((heads, 1, head_dim), math.log(sigma))
@@ -383,8 +386,8 @@ class RandomFeatureAttention(AttentionCore):
 
     def _count_train_call(self) -> bool:
         """Count a training forward call; True when the projection is due to be redrawn."""
-        self.train_calls += 1
-        return self.train_calls % self.redraw_every == 0
+        self.train_calls.add_(1)
+        return int(self.train_calls) % self.redraw_every == 0
 
     def _features(self, x: Tensor) -> Tensor:
         x = F.normalize(x, dim=-1) * self.log_sigma.exp()
