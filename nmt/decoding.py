@@ -315,7 +315,8 @@ def beam_search(
         done = at_limit | (best_unfinished <= finished.worst_scores(active))
         if done.all():
             break
-        if done.any():
+        some_done = bool(done.any())
+        if some_done:
             keep = (~done).nonzero().squeeze(1)
             active, rows = active[keep], rows[keep]
             next_tokens, next_log_probs = next_tokens[keep], next_log_probs[keep]
@@ -324,7 +325,10 @@ def beam_search(
         beam_tokens = _append(beam_tokens, rows, prev_tokens)
         if return_attention:
             beam_attention = _append(beam_attention, rows, step_attention[rows])
-        state = state.reorder(rows)
+        # Rows keep their sentence unless one leaves or the first step fans out to `beam`;
+        # then the encoder side need not be copied (that was ~14% of Transformer beam search).
+        same_sentences = width == beam and not some_done
+        state = state.reorder(rows, same_sentences=same_sentences)
         width = beam
 
     return [

@@ -39,7 +39,7 @@ class ToyState(DecoderState):
         self.key, self.prefix, self.src_mask = key, prefix, src_mask
         self.need_attention, self._attention = need_attention, attention
 
-    def reorder(self, indices: Tensor) -> ToyState:
+    def reorder(self, indices: Tensor, same_sentences: bool = False) -> ToyState:
         attention = None if self._attention is None else self._attention[indices]
         return ToyState(
             self.key[indices],

@@ -70,14 +70,19 @@ def test_incremental_decoding_matches_teacher_forcing_also_after_reorder(variant
     model = tiny_model(variant).eval()
     batch = random_batch(src_lengths=(7, 4, 2), tgt_lengths=(6, 6, 6))
     reorder = torch.tensor([2, 0, 0, 1])  # beam search repeats and drops rows
-    reorder_at = 3
+    # then swaps the two rows of sentence 0: each row keeps its sentence, so the encoder
+    # side may stay as it is
+    within_sentences = torch.tensor([0, 2, 1, 3])
     with torch.no_grad():
         expected = teacher_forced_log_probs(model, batch)
         state = model.init_state(model.encode(batch["src"], batch["src_lengths"]))
         rows = torch.arange(3)
         for t in range(batch["tgt_in"].size(1)):
-            if t == reorder_at:
+            if t == 3:
                 state, rows = state.reorder(reorder), rows[reorder]
+            if t == 4:
+                state = state.reorder(within_sentences, same_sentences=True)
+                rows = rows[within_sentences]
             log_probs, state = model.decode_step(batch["tgt_in"][rows, t], state)
             torch.testing.assert_close(log_probs, expected[rows, t], atol=1e-5, rtol=0)
 

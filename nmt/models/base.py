@@ -29,8 +29,14 @@ class DecoderState(ABC):
     """What an incremental decoder carries from one step to the next."""
 
     @abstractmethod
-    def reorder(self, indices: Tensor) -> DecoderState:
-        """Select (and repeat) batch rows: row i of the result is row ``indices[i]`` of this."""
+    def reorder(self, indices: Tensor, same_sentences: bool = False) -> DecoderState:
+        """Select (and repeat) batch rows: row i of the result is row ``indices[i]`` of this.
+
+        ``same_sentences``: the caller promises that row i and row ``indices[i]`` hold the
+        same source sentence (beam search choosing among one sentence's hypotheses, with no
+        sentence leaving). What depends on the source alone (the encoder memory and what is
+        computed from it) is then kept as it is instead of copied row by row.
+        """
 
     @property
     @abstractmethod

@@ -33,12 +33,15 @@ class GRUState(DecoderState):
     bias: Tensor  # (batch, src_len): 0 on real source positions, -inf on padding
     last_attention: Tensor | None = None
 
-    def reorder(self, indices: Tensor) -> GRUState:
+    def reorder(self, indices: Tensor, same_sentences: bool = False) -> GRUState:
+        source = (self.memory, self.keys, self.bias)
+        if not same_sentences:
+            source = tuple(tensor.index_select(0, indices) for tensor in source)
         return GRUState(
             hidden=[layer.index_select(0, indices) for layer in self.hidden],
-            memory=self.memory.index_select(0, indices),
-            keys=self.keys.index_select(0, indices),
-            bias=self.bias.index_select(0, indices),
+            memory=source[0],
+            keys=source[1],
+            bias=source[2],
             last_attention=None
             if self.last_attention is None
             else self.last_attention.index_select(0, indices),

@@ -188,10 +188,13 @@ class TransformerState(DecoderState):
     need_attention: bool = True
     last_attention: Tensor | None = None
 
-    def reorder(self, indices: Tensor) -> TransformerState:
+    def reorder(self, indices: Tensor, same_sentences: bool = False) -> TransformerState:
+        cross_caches = self.cross_caches
+        if not same_sentences:
+            cross_caches = [reorder_cache(cache, indices) for cache in cross_caches]
         return TransformerState(
             self_caches=[reorder_cache(cache, indices) for cache in self.self_caches],
-            cross_caches=[reorder_cache(cache, indices) for cache in self.cross_caches],
+            cross_caches=cross_caches,
             position=self.position,
             need_attention=self.need_attention,
             last_attention=None
