@@ -522,6 +522,18 @@ class Trainer:
 
     def _summary(self, stop_reason: str, interrupted: bool) -> None:
         p = self.progress
+        self._record(
+            {
+                "event": "done",
+                "step": p.step,
+                "minutes": round(p.seconds / 60, 2),
+                "stop_reason": stop_reason,
+                "interrupted": interrupted,
+                "best_step": p.best_step,
+                "best_dev_bleu": p.best_bleu,
+                "peak_memory_mb": round(peak_memory_mb()),
+            }
+        )
         resume = "; run the same command to resume" if interrupted else ""
         self._log(
             f"done: {p.step} steps, {p.epoch + (p.batch_in_epoch > 0)} epochs, {p.seconds / 60:.1f} min "

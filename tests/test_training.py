@@ -65,6 +65,9 @@ def test_cli_train_writes_checkpoints_and_resumes(
         json.loads(line) for line in (run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()
     ]
     assert [e["step"] for e in events if e["event"] == "validation"] == [4, 6, 8, 9]
+    done = [e for e in events if e["event"] == "done"]  # one summary per run, resumed or not
+    assert [(e["step"], e["stop_reason"]) for e in done] == [(6, "max_steps=6"), (9, "max_steps=9")]
+    assert all(e["peak_memory_mb"] > 0 and e["best_step"] in (4, 6, 8, 9) for e in done)
 
 
 # RFA in decoder self-attention, its projection redrawn every 4 training forward passes: a
