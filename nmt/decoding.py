@@ -326,7 +326,8 @@ def beam_search(
         if return_attention:
             beam_attention = _append(beam_attention, rows, step_attention[rows])
         # Rows keep their sentence unless one leaves or the first step fans out to `beam`;
-        # then the encoder side need not be copied (that was ~14% of Transformer beam search).
+        # then the encoder side need not be copied (with RFA cross-attention, whose cache is
+        # large, that copy cost 28% of beam search: docs/benchmarks.md, ## Decoding).
         same_sentences = width == beam and not some_done
         state = state.reorder(rows, same_sentences=same_sentences)
         width = beam
