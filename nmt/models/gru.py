@@ -34,14 +34,14 @@ class GRUState(DecoderState):
     last_attention: Tensor | None = None
 
     def reorder(self, indices: Tensor, same_sentences: bool = False) -> GRUState:
-        source = (self.memory, self.keys, self.bias)
+        memory, keys, bias = self.memory, self.keys, self.bias
         if not same_sentences:
-            source = tuple(tensor.index_select(0, indices) for tensor in source)
+            memory, keys, bias = (t.index_select(0, indices) for t in (memory, keys, bias))
         return GRUState(
             hidden=[layer.index_select(0, indices) for layer in self.hidden],
-            memory=source[0],
-            keys=source[1],
-            bias=source[2],
+            memory=memory,
+            keys=keys,
+            bias=bias,
             last_attention=None
             if self.last_attention is None
             else self.last_attention.index_select(0, indices),
