@@ -10,7 +10,7 @@
 Timings are the best of ``--repeats`` runs: the machine may be shared.
 
 Usage: .venv/bin/python scripts/bench_models.py [--threads 2] [--max-tokens 4096]
-       [--models transformer gru] [--decode-steps 10 50 100] [--repeats 5]
+       [--models transformer gru transformer-rfa-dec] [--decode-steps 10 50 100] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -30,6 +30,24 @@ from nmt.models.gru import GRUSeq2Seq
 from nmt.models.transformer import Transformer
 
 VOCAB_SIZE = 8000
+
+
+RFA_ATTENTION = {
+    "enc": ["encoder_attention"],
+    "dec": ["decoder_attention"],
+    "cross": ["cross_attention"],
+    "all": ["encoder_attention", "decoder_attention", "cross_attention"],
+}
+
+
+def model_config(name: str) -> ModelConfig:
+    """Default sizes of ``gru``, ``transformer`` or ``transformer-rfa-{enc,dec,cross,all}``."""
+    if not name.startswith("transformer-rfa-"):
+        return ModelConfig(type=name)
+    config = ModelConfig(type="transformer")
+    for attention in RFA_ATTENTION[name.removeprefix("transformer-rfa-")]:
+        setattr(config.transformer, attention, "rfa")
+    return config
 
 
 def tatoeba_like_batch(max_tokens: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -127,7 +145,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5, help="0 skips training")
     parser.add_argument("--decode-batch", type=int, default=64)
-    parser.add_argument("--models", nargs="+", default=["transformer", "gru"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["transformer", "gru"],
+        help="transformer, gru, or transformer-rfa-{enc,dec,cross,all} (RFA in that attention)",
+    )
     parser.add_argument("--decode-steps", type=int, nargs="*", default=[10, 50, 100])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -138,9 +161,9 @@ def main() -> None:
         f"src, {tuple(batch['tgt_in'].shape)} tgt, "
         f"{int((batch['tgt_out'] != PAD_ID).sum())} target tokens; vocab {VOCAB_SIZE}"
     )
-    for model_type in args.models:
-        model = build_model(ModelConfig(type=model_type), VOCAB_SIZE, VOCAB_SIZE)
-        print(f"\n{model_type}: {model.num_parameters():,} parameters")
+    for name in args.models:
+        model = build_model(model_config(name), VOCAB_SIZE, VOCAB_SIZE)
+        print(f"\n{name}: {model.num_parameters():,} parameters")
         if args.repeats > 0:  # 0: decoding only
             throughput = training_throughput(model, batch, args.repeats)
             for name, tokens_per_second in throughput.items():
