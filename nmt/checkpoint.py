@@ -1,36 +1,109 @@
 """Checkpoints: written atomically, loaded safely, self-contained.
 
-A checkpoint is one ``torch.save`` file holding plain data only (tensors, numbers, strings,
-bytes, lists and dicts), so it loads with ``weights_only=True`` and cannot run code. It
-carries the model weights, the experiment config and both sentencepiece models as bytes,
-so a checkpoint alone is enough to translate. Training checkpoints add the optimiser,
-scheduler, scaler and random states, the step and the position in the data order.
+A checkpoint file is one ``torch.save`` of plain data only (tensors, numbers, strings, bytes,
+lists and dicts), so it loads with ``weights_only=True`` and cannot run code. It carries the
+model weights, the experiment config and both sentencepiece models as bytes, so a checkpoint
+alone is enough to translate. Training checkpoints add what resuming needs: the optimiser,
+schedule, scaler and random states and the position in the data order.
+
+In code a checkpoint is a :class:`Checkpoint`; :func:`to_payload` and :func:`from_payload`
+are the one place that maps it to and from the file's dictionary, used by the trainer,
+``nmt average``, the translator and the tests alike.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from nmt.config import Config, ConfigError, config_from_dict
-from nmt.errors import CheckpointError
+from nmt.data.vocab import Vocabulary
+from nmt.errors import CheckpointError, DataError
+from nmt.models import Seq2Seq, build_model
 
 FORMAT = "nmt-checkpoint"
 VERSION = 1
+# Top-level entries of a training checkpoint that only resuming reads.
+TRAINING_STATE = ("progress", "optimizer", "schedule", "scaler", "random")
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: a crash leaves the old file or the new one."""
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds."""
+
+    config: Config
+    model: dict[str, Tensor]  # the model's state_dict
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)  # the last validation's
+    training: dict[str, Any] | None = None  # TRAINING_STATE entries; None: weights only
+    averaged_from: list[str] | None = None  # nmt average: the files averaged
+
+
+def to_payload(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The plain-data dictionary a checkpoint file holds."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": checkpoint.config.to_dict(),
+        "model": checkpoint.model,
+        "vocab": {"src": checkpoint.src_vocab.to_bytes(), "tgt": checkpoint.tgt_vocab.to_bytes()},
+        "step": checkpoint.step,
+        "epoch": checkpoint.epoch,
+        "metrics": checkpoint.metrics,
+        **(checkpoint.training or {}),
+    }
+    if checkpoint.averaged_from is not None:
+        payload["averaged_from"] = checkpoint.averaged_from
+    return payload
+
+
+def from_payload(payload: Any, path: str | Path = "checkpoint") -> Checkpoint:
+    """The :class:`Checkpoint` in a loaded file; errors name ``path`` and what is wrong."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an nmt checkpoint")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer nmt (format {payload['version']})")
+    for key in ("config", "model", "vocab"):
+        if key not in payload:
+            raise CheckpointError(f"corrupt checkpoint {path}: no '{key}' entry")
+    try:
+        config = config_from_dict(payload["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: stored config is invalid: {error}") from None
+    try:
+        src_vocab = Vocabulary.from_bytes(payload["vocab"]["src"])
+        tgt_vocab = Vocabulary.from_bytes(payload["vocab"]["tgt"])
+    except (DataError, KeyError, TypeError) as error:
+        raise CheckpointError(f"corrupt checkpoint {path}: bad vocabulary ({error})") from None
+    training = {key: payload[key] for key in TRAINING_STATE if key in payload}
+    return Checkpoint(
+        config=config,
+        model=payload["model"],
+        src_vocab=src_vocab,
+        tgt_vocab=tgt_vocab,
+        step=int(payload.get("step", 0)),
+        epoch=int(payload.get("epoch", 0)),
+        metrics=payload.get("metrics", {}),
+        training=training or None,
+        averaged_from=payload.get("averaged_from"),
+    )
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to ``path`` atomically: a crash leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **payload}
+    payload = to_payload(checkpoint)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -43,13 +116,18 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; errors name the path and the problem."""
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint with ``weights_only=True``, onto the CPU; errors name the path and
+    the problem.
+
+    CPU always: random-number states must be CPU tensors to be restored, and loading a
+    state dict copies the weights to wherever the model lives anyway.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False, which would run the file's code.
         raise CheckpointError(
@@ -59,41 +137,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as error:  # torch raises many types for truncated or foreign files
         reason = str(error).strip().split(". ")[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"corrupt or truncated checkpoint {path} ({reason[:160]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an nmt checkpoint")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer nmt (format {payload['version']})")
-    for key in ("config", "model", "vocab"):
-        if key not in payload:
-            raise CheckpointError(f"corrupt checkpoint {path}: no '{key}' entry")
-    return payload
-
-
-def checkpoint_config(payload: dict[str, Any], path: str | Path = "checkpoint") -> Config:
-    try:
-        return config_from_dict(payload["config"])
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: stored config is invalid: {error}") from None
+    return from_payload(payload, path)
 
 
 @dataclass
 class LoadedModel:
     """A model ready to translate, with what it needs around it."""
 
-    model: Any  # nmt.models.base.Seq2Seq, in eval mode
+    model: Seq2Seq  # in eval mode
     config: Config
-    src_vocab: Any  # nmt.data.vocab.Vocabulary
-    tgt_vocab: Any
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
     path: Path
     step: int
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model and vocabularies stored in a checkpoint."""
-    payload = load_checkpoint(path)
-    model, config, src_vocab, tgt_vocab = _model_from_payload(payload, path)
+    checkpoint = load_checkpoint(path)
+    model = untrained_model(checkpoint)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(checkpoint.model)
     except RuntimeError as error:
         # torch's first line names only the model class; the details follow on later lines.
         details = " ".join(line.strip() for line in str(error).splitlines()[1:])
@@ -102,81 +166,51 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             f"({details[:300]})"
         ) from None
     model.to(device).eval()
-    return LoadedModel(model, config, src_vocab, tgt_vocab, Path(path), int(payload.get("step", 0)))
+    c = checkpoint
+    return LoadedModel(model, c.config, c.src_vocab, c.tgt_vocab, Path(path), c.step)
 
 
-def _model_from_payload(payload: dict[str, Any], path: str | Path) -> tuple[Any, Config, Any, Any]:
-    """The untrained model a checkpoint's config describes, and its two vocabularies."""
-    from nmt.data.vocab import Vocabulary
-    from nmt.models import build_model
-
-    config = checkpoint_config(payload, path)
-    try:
-        src_vocab = Vocabulary.from_bytes(payload["vocab"]["src"])
-        tgt_vocab = Vocabulary.from_bytes(payload["vocab"]["tgt"])
-    except Exception as error:
-        raise CheckpointError(f"corrupt checkpoint {path}: bad vocabulary ({error})") from None
-    model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
-    return model, config, src_vocab, tgt_vocab
+def untrained_model(checkpoint: Checkpoint) -> Seq2Seq:
+    """The (untrained) model that a checkpoint's config and vocabularies describe."""
+    sizes = len(checkpoint.src_vocab), len(checkpoint.tgt_vocab)
+    return build_model(checkpoint.config.model, *sizes)
 
 
-def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+def average_checkpoints(paths: list[Path]) -> Checkpoint:
     """Element-wise mean of the model parameters; everything else comes from the newest file.
 
     Buffers are not averaged: a random feature projection redrawn during training belongs
     with the weights it was last used with (a fixed one is the same in every file), and
-    counters are not quantities to average.
+    counters are not quantities to average. The result holds no training state: it is for
+    translating, not for resuming.
     """
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    payloads = [load_checkpoint(p) for p in paths]
-    newest = payloads[-1]
+    checkpoints = [load_checkpoint(p) for p in paths]
+    newest = checkpoints[-1]
     with torch.device("meta"):  # only the names are needed: allocate nothing
-        skeleton = _model_from_payload(newest, paths[-1])[0]
+        skeleton = untrained_model(newest)
     # remove_duplicate=False: tied weights (embedding = output layer) appear under both names.
     parameter_names = {name for name, _ in skeleton.named_parameters(remove_duplicate=False)}
     averaged = {}
-    for name, tensor in newest["model"].items():
+    for name, tensor in newest.model.items():
         if name in parameter_names:
-            averaged[name] = (
-                sum(p["model"][name].double() for p in payloads).div(len(paths)).to(tensor.dtype)
-            )
+            total = sum(c.model[name].double() for c in checkpoints)
+            averaged[name] = total.div(len(paths)).to(tensor.dtype)
         else:
             averaged[name] = tensor
-    keep = ("config", "vocab", "step", "epoch", "metrics")
-    return {
-        **{k: newest[k] for k in keep if k in newest},
-        "model": averaged,
-        "averaged_from": [str(p) for p in paths],
-    }
+    return Checkpoint(
+        config=newest.config,
+        model=averaged,
+        src_vocab=newest.src_vocab,
+        tgt_vocab=newest.tgt_vocab,
+        step=newest.step,
+        epoch=newest.epoch,
+        metrics=newest.metrics,
+        averaged_from=[str(p) for p in paths],
+    )
 
 
 def step_checkpoints(run_dir: Path) -> list[Path]:
     """Numbered step checkpoints of a run, oldest first."""
     return sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="run directory (runs/EXPERIMENT)")
-    parser.add_argument(
-        "-k",
-        "--last",
-        type=int,
-        default=3,
-        help="how many of the newest step checkpoints (default 3)",
-    )
-    parser.add_argument(
-        "-o", "--output", type=Path, help="output file (default RUN_DIR/averaged.pt)"
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    paths = step_checkpoints(args.run_dir)[-args.last :]
-    if len(paths) < args.last:
-        raise CheckpointError(
-            f"{args.run_dir}: asked for {args.last} step checkpoints, found {len(paths)}"
-        )
-    output = args.output or args.run_dir / "averaged.pt"
-    save_checkpoint(output, average_checkpoints(paths))
-    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}")
-    return 0

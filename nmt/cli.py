@@ -1,8 +1,9 @@
 """The ``nmt`` command: one sub-command per step of the workflow.
 
-Each sub-command lives in the module that does the work; that module provides
-``add_arguments(parser)`` and ``main(args) -> int``. Only the chosen module is imported, so
-``nmt --help`` is instant and one broken step cannot break the others.
+Each sub-command is a thin module of ``nmt/commands/`` providing ``add_arguments(parser)``
+and ``main(args) -> int`` on top of the library; no other module imports it. Only the chosen
+command is imported, so ``nmt --help`` is instant and one broken command cannot break the
+others.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import sys
 from nmt.errors import NmtError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("nmt.data.prepare", "clean, split and encode a corpus; train the vocabularies"),
-    "train": ("nmt.training", "train a model from a YAML config (resumes a stopped run)"),
-    "evaluate": ("nmt.evaluate", "translate a test set and score it with sacrebleu"),
-    "translate": ("nmt.translate", "translate sentences (arguments, stdin or a file)"),
-    "average": ("nmt.checkpoint", "average the weights of the last K checkpoints of a run"),
+    "prepare": ("nmt.commands.prepare", "clean, split and encode a corpus; train the vocabularies"),
+    "train": ("nmt.commands.train", "train a model from a YAML config (resumes a stopped run)"),
+    "evaluate": ("nmt.commands.evaluate", "translate a test set and score it with sacrebleu"),
+    "translate": ("nmt.commands.translate", "translate sentences (arguments, stdin or a file)"),
+    "average": ("nmt.commands.average", "average the weights of the last K checkpoints of a run"),
 }
 
 

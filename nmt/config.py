@@ -15,7 +15,7 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -248,7 +248,30 @@ class DecodingConfig:
     valid_beam_size: int = 1  # beam used for dev BLEU during training (1: greedy)
 
     def validate(self, key: str = "decoding") -> None:
-        _check_positive(self, key, "beam_size", "n_best", "batch_size", "valid_beam_size")
+        DecodingSettings.from_config(self, key=key)
+        _check_positive(self, key, "valid_beam_size")
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """How one decoding run searches: built once, from the ``decoding`` section and the
+    command-line options, and passed whole to the translator and the search functions.
+
+    The defaults are :class:`DecodingConfig`'s; ``__post_init__`` is the one place their
+    ranges are checked (errors name the config key, ``decoding.beam_size`` and so on).
+    """
+
+    beam_size: int = DecodingConfig.beam_size  # 1: greedy search
+    n_best: int = DecodingConfig.n_best  # candidates per sentence, best first
+    length_penalty: float = DecodingConfig.length_penalty  # GNMT alpha
+    max_len_a: float = DecodingConfig.max_len_a
+    max_len_b: int = DecodingConfig.max_len_b
+    batch_size: int = DecodingConfig.batch_size  # sentences per search call
+    return_attention: bool = False  # collect attention over the source (plots, alignments)
+    key: InitVar[str] = "decoding"  # how errors name the section
+
+    def __post_init__(self, key: str) -> None:
+        _check_positive(self, key, "beam_size", "n_best", "batch_size")
         _require(self.n_best <= self.beam_size, f"{key}.n_best", "<= beam_size", self.n_best)
         _require(self.max_len_a >= 0, f"{key}.max_len_a", "a value >= 0", self.max_len_a)
         _require(self.max_len_b >= 0, f"{key}.max_len_b", "an integer >= 0", self.max_len_b)
@@ -258,6 +281,27 @@ class DecodingConfig:
             "a finite number",
             self.length_penalty,
         )
+
+    @classmethod
+    def from_config(
+        cls, config: DecodingConfig, key: str = "decoding", **options: Any
+    ) -> DecodingSettings:
+        """The config's settings with ``options`` (field names) replacing them where not None.
+
+        Asking (in ``options``) for more candidates than the config's beam widens the beam.
+        """
+        given = {name: value for name, value in options.items() if value is not None}
+        values = {
+            name: given.get(name, getattr(config, name))
+            for name in ("beam_size", "n_best", "length_penalty", "max_len_a", "max_len_b")
+        }
+        values["batch_size"] = given.get("batch_size", config.batch_size)
+        if "n_best" in given and "beam_size" not in given:
+            values["beam_size"] = max(values["beam_size"], values["n_best"])
+        return cls(**values, return_attention=given.get("return_attention", False), key=key)
+
+    def replace(self, **changes: Any) -> DecodingSettings:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Search: greedy decoding and batched beam search, for both model families.
 
+Tensors in, token ids out: text handling (normalisation, subwords, batching of strings)
+lives with the translator (``nmt/translator.py``). Every search takes one
+:class:`~nmt.config.DecodingSettings`.
+
 Both searches drive a :class:`~nmt.models.base.Seq2Seq` through its incremental interface
 (``encode``, ``init_state``, ``decode_step``, ``state.reorder``) and are vectorised over the
 whole batch: a step costs one ``decode_step`` call and a few tensor operations, whatever the
@@ -8,11 +12,13 @@ state), so steps get cheaper as sentences finish.
 
 Conventions shared by both searches:
 
-* an output is at most ``max_len_a * source_length + max_len_b`` tokens long, EOS included;
-  at the last allowed step only EOS may be chosen (with its own log-probability);
+* an output is at most ``max_len_a * source_length + max_len_b`` tokens long, EOS included,
+  and never longer than the model's ``max_length``; at the last allowed step only EOS may be
+  chosen (with its own log-probability);
 * a hypothesis is ranked by ``log_prob / ((5 + length) / 6) ** alpha`` (GNMT length penalty,
-  length with EOS); ``alpha = 0`` ranks by log-probability alone;
-* attention over the source is collected only when ``return_attention`` is set; otherwise
+  length with EOS; ``alpha`` is ``settings.length_penalty``); ``alpha = 0`` ranks by
+  log-probability alone;
+* attention over the source is collected only when ``settings.return_attention`` is set; otherwise
   the models skip computing it (``init_state(..., need_attention=False)``).
 
 Beam search keeps ``beam_size`` unfinished hypotheses per sentence. Each step it takes the
@@ -27,19 +33,16 @@ best ``n_best`` finished hypotheses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt.data.batching import encode_source_batch
-from nmt.data.normalize import normalize
-from nmt.data.vocab import Vocabulary
-from nmt.models.base import Seq2Seq
+from nmt.config import DecodingSettings
+from nmt.models.base import DecoderState, Seq2Seq
 
-EOS_PIECE = "</s>"  # how the source's EOS is labelled in source_pieces
+__all__ = ["DecodingSettings", "Hypothesis", "beam_search", "greedy_search", "search"]
 
 
 @dataclass
@@ -52,48 +55,27 @@ class Hypothesis:
     attention: Tensor | None = None  # (len(tokens) + 1, src_length), rows for tokens then EOS
 
 
-def length_penalty(lengths: Tensor | float, alpha: float) -> Tensor | float:
+def length_normalizer(lengths: Tensor | float, alpha: float) -> Tensor | float:
     """GNMT length penalty ``((5 + length) / 6) ** alpha`` (Wu et al., 2016)."""
     return ((5.0 + lengths) / 6.0) ** alpha
 
 
 def max_output_lengths(
-    src_lengths: Tensor, max_len_a: float, max_len_b: int, limit: int | None = None
+    src_lengths: Tensor, settings: DecodingSettings, limit: int | None = None
 ) -> Tensor:
-    """Longest allowed output per sentence (EOS included): ``a * src_length + b``, at least 1."""
-    lengths = (src_lengths.double() * max_len_a + max_len_b).floor().long().clamp(min=1)
-    return lengths if limit is None else lengths.clamp(max=limit)
+    """Longest allowed output per sentence (EOS included): ``a * src_length + b``, at least 1,
+    at most ``limit``."""
+    lengths = (src_lengths.double() * settings.max_len_a + settings.max_len_b).floor().long()
+    return lengths.clamp(min=1) if limit is None else lengths.clamp(min=1, max=limit)
 
 
 def search(
-    model: Seq2Seq,
-    src: Tensor,
-    src_lengths: Tensor,
-    *,
-    beam_size: int = 1,
-    n_best: int = 1,
-    alpha: float = 1.0,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    max_length: int | None = None,
-    return_attention: bool = False,
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, settings: DecodingSettings
 ) -> list[list[Hypothesis]]:
-    """n-best lists (best first), one per sentence: greedy for beam 1, else beam search.
-
-    ``max_length`` caps every output length (the model's position limit, if it has one).
-    """
-    if beam_size < 1 or not 1 <= n_best <= beam_size:
-        raise ValueError(f"need 1 <= n_best <= beam_size, got n_best={n_best}, beam={beam_size}")
-    settings = {
-        "alpha": alpha,
-        "max_len_a": max_len_a,
-        "max_len_b": max_len_b,
-        "max_length": max_length,
-        "return_attention": return_attention,
-    }
-    if beam_size == 1:
-        return [[hypothesis] for hypothesis in greedy_search(model, src, src_lengths, **settings)]
-    return beam_search(model, src, src_lengths, beam_size=beam_size, n_best=n_best, **settings)
+    """n-best lists (best first), one per sentence: greedy for beam 1, else beam search."""
+    if settings.beam_size == 1:
+        return [[hypothesis] for hypothesis in greedy_search(model, src, src_lengths, settings)]
+    return beam_search(model, src, src_lengths, settings)
 
 
 def _append(history: Tensor, rows: Tensor, new: Tensor) -> Tensor:
@@ -113,20 +95,14 @@ def _allow_only_eos(log_probs: Tensor, rows: Tensor, eos_id: int) -> Tensor:
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2Seq,
-    src: Tensor,
-    src_lengths: Tensor,
-    *,
-    alpha: float = 1.0,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    max_length: int | None = None,
-    return_attention: bool = False,
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, settings: DecodingSettings
 ) -> list[Hypothesis]:
-    """The most probable next token at every step, for a batch of sentences."""
+    """The most probable next token at every step, for a batch of sentences (the settings'
+    beam size and n-best are not used)."""
     batch_size, device = src.size(0), src.device
-    max_lengths = max_output_lengths(src_lengths, max_len_a, max_len_b, max_length).to(device)
+    max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
     longest = int(max_lengths.max())
+    return_attention = settings.return_attention
     state = model.init_state(model.encode(src, src_lengths), need_attention=return_attention)
 
     # Results, indexed by the sentence's position in the batch.
@@ -158,7 +134,7 @@ def greedy_search(
             state = state.reorder(unfinished)
         prev_tokens = best_tokens
 
-    scores = log_probs_sum / length_penalty(lengths, alpha)
+    scores = log_probs_sum / length_normalizer(lengths, settings.length_penalty)
     return [
         Hypothesis(
             tokens=tokens[i, : length - 1].tolist(),
@@ -232,238 +208,178 @@ class _FinishedHypotheses:
         if self.attention is not None:
             self.attention[sentences] = merge(self.attention, F.pad(attention, (0, 0, *pad)))
 
+    def best(self, n_best: int, src_lengths: Tensor) -> list[list[Hypothesis]]:
+        """The ``n_best`` best of every sentence (fewer where fewer finished)."""
+        results = []
+        for i, src_length in enumerate(src_lengths.tolist()):
+            nbest = []
+            for k, (score, log_prob, length) in enumerate(
+                zip(
+                    self.scores[i, :n_best].tolist(),
+                    self.log_probs[i, :n_best].tolist(),
+                    self.lengths[i, :n_best].tolist(),
+                    strict=True,
+                )
+            ):
+                if score == float("-inf"):
+                    continue
+                attention = None
+                if self.attention is not None:
+                    attention = self.attention[i, k, :length, :src_length].cpu()
+                tokens = self.tokens[i, k, : length - 1].tolist()
+                nbest.append(Hypothesis(tokens, score, log_prob, attention))
+            results.append(nbest)
+        return results
+
+
+@dataclass
+class _Beams:
+    """The unfinished hypotheses: ``width`` rows per active sentence, sentence-major (one row,
+    the empty prefix, before the first step; ``beam_size`` rows after it)."""
+
+    active: Tensor  # (sentences,) batch positions still decoding
+    state: DecoderState
+    width: int
+    log_probs: Tensor  # (rows,) total log-probability of each prefix
+    tokens: Tensor  # (rows, steps) the prefixes
+    attention: Tensor  # (rows, steps, src_len); empty unless attention is collected
+    prev_tokens: Tensor  # (rows,) the last token of each prefix (BOS at first)
+
+
+@dataclass
+class _Extensions:
+    """The ``2 * beam_size`` best one-token extensions of each active sentence, best first:
+    at most ``beam_size`` of them end in EOS, so at least ``beam_size`` can carry on."""
+
+    log_probs: Tensor  # (sentences, 2 * beam) prefix + token log-probability
+    tokens: Tensor  # (sentences, 2 * beam) the new token
+    rows: Tensor  # (sentences, 2 * beam) the row (prefix) each one extends
+    ends: Tensor  # (sentences, 2 * beam) bool: the token is EOS
+
+
+def _expand(beams: _Beams, log_probs: Tensor, beam_size: int, eos_id: int) -> _Extensions:
+    num_active, vocab_size = beams.active.numel(), log_probs.size(1)
+    if 2 * beam_size > vocab_size:
+        raise ValueError(f"beam size {beam_size} needs at least {2 * beam_size} output tokens")
+    extension_log_probs = (beams.log_probs.unsqueeze(1) + log_probs).view(num_active, -1)
+    top_log_probs, top_indices = extension_log_probs.topk(2 * beam_size, dim=1)
+    tokens = top_indices % vocab_size
+    first_row = torch.arange(num_active, device=log_probs.device).unsqueeze(1) * beams.width
+    rows = first_row + torch.div(top_indices, vocab_size, rounding_mode="floor")
+    return _Extensions(top_log_probs, tokens, rows, tokens == eos_id)
+
+
+def _finish(
+    finished: _FinishedHypotheses,
+    beams: _Beams,
+    extensions: _Extensions,
+    step_attention: Tensor | None,
+    length: int,
+    settings: DecodingSettings,
+) -> None:
+    """Extensions ending in EOS among the best ``beam_size`` join their sentence's finished
+    list, scored with the length penalty."""
+    beam = settings.beam_size
+    log_probs, rows = extensions.log_probs[:, :beam], extensions.rows[:, :beam]
+    finishing = extensions.ends[:, :beam] & log_probs.isfinite()
+    if not finishing.any():
+        return
+    scores = log_probs / length_normalizer(length, settings.length_penalty)
+    finished.add(
+        beams.active,
+        scores.masked_fill(~finishing, float("-inf")),
+        log_probs,
+        length,
+        _append(beams.tokens, rows, extensions.tokens[:, :beam]),
+        None if step_attention is None else _append(beams.attention, rows, step_attention[rows]),
+    )
+
+
+def _carry_on(extensions: _Extensions, beam_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, tokens, log_probs), each ``(sentences, beam)``: the best ``beam_size``
+    extensions that do not end in EOS, best first (a stable choice)."""
+    width = extensions.ends.size(1)
+    rank = torch.arange(width, device=extensions.ends.device) + extensions.ends * width
+    chosen = rank.topk(beam_size, dim=1, largest=False).indices
+    return (
+        extensions.rows.gather(1, chosen),
+        extensions.tokens.gather(1, chosen),
+        extensions.log_probs.gather(1, chosen),
+    )
+
+
+def _advance(
+    beams: _Beams,
+    rows: Tensor,
+    tokens: Tensor,
+    log_probs: Tensor,
+    done: Tensor,
+    step_attention: Tensor | None,
+    beam_size: int,
+) -> _Beams:
+    """The next step's beams: done sentences leave, the chosen extensions become the rows."""
+    active, some_done = beams.active, bool(done.any())
+    if some_done:
+        keep = (~done).nonzero().squeeze(1)
+        active, rows, tokens, log_probs = active[keep], rows[keep], tokens[keep], log_probs[keep]
+    rows, prev_tokens = rows.view(-1), tokens.view(-1)
+    attention = beams.attention
+    if step_attention is not None:
+        attention = _append(attention, rows, step_attention[rows])
+    # Rows keep their sentence unless one leaves or the first step fans out to `beam`;
+    # then the encoder side need not be copied (with RFA cross-attention, whose cache is
+    # large, that copy cost 28% of beam search: docs/benchmarks.md, ## Decoding).
+    same_sentences = beams.width == beam_size and not some_done
+    return _Beams(
+        active=active,
+        state=beams.state.reorder(rows, same_sentences=same_sentences),
+        width=beam_size,
+        log_probs=log_probs.view(-1),
+        tokens=_append(beams.tokens, rows, prev_tokens),
+        attention=attention,
+        prev_tokens=prev_tokens,
+    )
+
 
 @torch.inference_mode()
 def beam_search(
-    model: Seq2Seq,
-    src: Tensor,
-    src_lengths: Tensor,
-    *,
-    beam_size: int = 5,
-    n_best: int = 1,
-    alpha: float = 1.0,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    max_length: int | None = None,
-    return_attention: bool = False,
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, settings: DecodingSettings
 ) -> list[list[Hypothesis]]:
     """Beam search for a batch of sentences; the ``n_best`` best hypotheses of each (fewer
     only when the length limit leaves fewer possible outputs)."""
-    batch_size, device, beam = src.size(0), src.device, beam_size
-    max_lengths = max_output_lengths(src_lengths, max_len_a, max_len_b, max_length).to(device)
+    batch_size, device, beam = src.size(0), src.device, settings.beam_size
+    max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
     longest = int(max_lengths.max())
-    finished = _FinishedHypotheses(
-        batch_size, beam, longest, src.size(1) if return_attention else None, model.pad_id, device
+    src_len = src.size(1) if settings.return_attention else None
+    finished = _FinishedHypotheses(batch_size, beam, longest, src_len, model.pad_id, device)
+    beams = _Beams(
+        active=torch.arange(batch_size, device=device),
+        state=model.init_state(
+            model.encode(src, src_lengths), need_attention=settings.return_attention
+        ),
+        width=1,
+        log_probs=torch.zeros(batch_size, device=device),
+        tokens=torch.zeros(batch_size, 0, dtype=torch.long, device=device),
+        attention=torch.zeros(batch_size, 0, src.size(1), device=device),
+        prev_tokens=torch.full((batch_size,), model.bos_id, dtype=torch.long, device=device),
     )
-
-    # Unfinished hypotheses, `width` rows per active sentence (sentence-major): one row, the
-    # empty prefix, before the first step; `beam` rows after it.
-    active = torch.arange(batch_size, device=device)  # batch positions still decoding
-    state = model.init_state(model.encode(src, src_lengths), need_attention=return_attention)
-    width = 1
-    beam_log_probs = torch.zeros(batch_size, device=device)
-    beam_tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-    beam_attention = torch.zeros(batch_size, 0, src.size(1), device=device)
-    prev_tokens = torch.full((batch_size,), model.bos_id, dtype=torch.long, device=device)
-
     for step in range(longest):
-        log_probs, state = model.decode_step(prev_tokens, state)
-        num_active, vocab_size = active.numel(), log_probs.size(1)
-        if 2 * beam > vocab_size:
-            raise ValueError(f"beam size {beam} needs at least {2 * beam} output tokens")
-        at_limit = max_lengths[active] == step + 1
-        log_probs = _allow_only_eos(
-            log_probs.float(), at_limit.repeat_interleave(width), model.eos_id
-        )
-        step_attention = state.attention.float() if return_attention else None
+        log_probs, beams.state = model.decode_step(beams.prev_tokens, beams.state)
+        at_limit = max_lengths[beams.active] == step + 1
+        rows_at_limit = at_limit.repeat_interleave(beams.width)
+        log_probs = _allow_only_eos(log_probs.float(), rows_at_limit, model.eos_id)
+        step_attention = beams.state.attention.float() if settings.return_attention else None
 
-        # The 2*beam best extensions of each sentence; at most `beam` of them end in EOS.
-        extension_log_probs = (beam_log_probs.unsqueeze(1) + log_probs).view(num_active, -1)
-        top_log_probs, top_indices = extension_log_probs.topk(2 * beam, dim=1)
-        top_tokens = top_indices % vocab_size
-        first_row = torch.arange(num_active, device=device).unsqueeze(1) * width
-        top_rows = first_row + torch.div(top_indices, vocab_size, rounding_mode="floor")
-        ends = top_tokens == model.eos_id
-
-        # EOS among the best `beam` extensions: those hypotheses are finished.
-        finishing = ends[:, :beam] & top_log_probs[:, :beam].isfinite()
-        if finishing.any():
-            rows = top_rows[:, :beam]
-            log_probs_done = top_log_probs[:, :beam]
-            finished.add(
-                active,
-                (log_probs_done / length_penalty(step + 1, alpha)).masked_fill(
-                    ~finishing, float("-inf")
-                ),
-                log_probs_done,
-                step + 1,
-                _append(beam_tokens, rows, top_tokens[:, :beam]),
-                _append(beam_attention, rows, step_attention[rows]) if return_attention else None,
-            )
-
-        # The best `beam` extensions that do not end in EOS carry on (stable: best first).
-        rank = torch.arange(2 * beam, device=device) + ends * 2 * beam
-        carry_on = rank.topk(beam, dim=1, largest=False).indices
-        rows = top_rows.gather(1, carry_on)
-        next_tokens = top_tokens.gather(1, carry_on)
-        next_log_probs = top_log_probs.gather(1, carry_on)
-
+        extensions = _expand(beams, log_probs, beam, model.eos_id)
+        _finish(finished, beams, extensions, step_attention, step + 1, settings)
+        rows, tokens, next_log_probs = _carry_on(extensions, beam)
         # A sentence is done when its best unfinished hypothesis, scored as if it ended now,
-        # cannot beat the worst of `beam` finished ones (an empty slot scores -inf). Done
-        # sentences leave the batch.
-        best_unfinished = next_log_probs[:, 0] / length_penalty(step + 1, alpha)
-        done = at_limit | (best_unfinished <= finished.worst_scores(active))
+        # cannot beat the worst of `beam` finished ones (an empty slot scores -inf).
+        best_unfinished = next_log_probs[:, 0] / length_normalizer(
+            step + 1, settings.length_penalty
+        )
+        done = at_limit | (best_unfinished <= finished.worst_scores(beams.active))
         if done.all():
             break
-        some_done = bool(done.any())
-        if some_done:
-            keep = (~done).nonzero().squeeze(1)
-            active, rows = active[keep], rows[keep]
-            next_tokens, next_log_probs = next_tokens[keep], next_log_probs[keep]
-        rows = rows.view(-1)
-        prev_tokens, beam_log_probs = next_tokens.view(-1), next_log_probs.view(-1)
-        beam_tokens = _append(beam_tokens, rows, prev_tokens)
-        if return_attention:
-            beam_attention = _append(beam_attention, rows, step_attention[rows])
-        # Rows keep their sentence unless one leaves or the first step fans out to `beam`;
-        # then the encoder side need not be copied (with RFA cross-attention, whose cache is
-        # large, that copy cost 28% of beam search: docs/benchmarks.md, ## Decoding).
-        same_sentences = width == beam and not some_done
-        state = state.reorder(rows, same_sentences=same_sentences)
-        width = beam
-
-    return [
-        [
-            Hypothesis(
-                tokens=finished.tokens[i, k, : length - 1].tolist(),
-                score=score,
-                log_prob=log_prob,
-                attention=(
-                    finished.attention[i, k, :length, : src_lengths[i]].cpu()
-                    if return_attention
-                    else None
-                ),
-            )
-            for k, (score, log_prob, length) in enumerate(
-                zip(
-                    finished.scores[i, :n_best].tolist(),
-                    finished.log_probs[i, :n_best].tolist(),
-                    finished.lengths[i, :n_best].tolist(),
-                    strict=True,
-                )
-            )
-            if score != float("-inf")
-        ]
-        for i in range(batch_size)
-    ]
-
-
-# --- sentences in, sentences out ------------------------------------------------------------
-
-
-@dataclass
-class Candidate:
-    """One output sentence."""
-
-    text: str  # detokenised
-    pieces: list[str]  # target subwords, without EOS
-    score: float
-    log_prob: float
-    attention: Tensor | None = None  # (len(pieces) + 1, len(source_pieces)), EOS row last
-
-
-@dataclass
-class Translation:
-    """One input sentence and its n-best outputs, best first."""
-
-    source_pieces: list[str]  # the source subwords the model read, EOS last
-    candidates: list[Candidate]  # empty for an empty input
-    truncated: bool = False  # the source was cut to the model's maximum length
-
-    @property
-    def text(self) -> str:
-        return self.candidates[0].text if self.candidates else ""
-
-
-def translate_sentences(
-    model: Seq2Seq,
-    src_vocab: Vocabulary,
-    tgt_vocab: Vocabulary,
-    sentences: Sequence[str],
-    src_lang: str,
-    beam_size: int = 5,
-    n_best: int = 1,
-    length_penalty: float = 1.0,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    traditional_to_simplified: bool = True,
-    return_attention: bool = False,
-) -> list[Translation]:
-    """Translate raw sentences; results come back in input order.
-
-    Inputs are normalised as in data preparation, encoded, sorted by length and searched in
-    batches of up to ``batch_size`` sentences. ``max_length`` is the longest sequence the
-    model takes (source with EOS, and output); longer sources are truncated and marked.
-    An empty (or all-whitespace) sentence gets an empty translation without a search.
-    """
-    if isinstance(sentences, str):
-        raise TypeError("translate_sentences takes a list of sentences, not one string")
-    id_lists = [
-        src_vocab.encode(normalize(_valid_unicode(s), src_lang, traditional_to_simplified))
-        for s in sentences
-    ]
-    truncated = [max_length is not None and len(ids) >= max_length for ids in id_lists]
-    if max_length is not None:
-        id_lists = [ids[: max_length - 1] for ids in id_lists]  # room for the EOS
-    results = [Translation([], [], cut) for cut in truncated]
-    order = sorted((i for i, ids in enumerate(id_lists) if ids), key=lambda i: len(id_lists[i]))
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            src, src_lengths = encode_source_batch([id_lists[i] for i in indices])
-            nbest_lists = search(
-                model,
-                src.to(device),
-                src_lengths.to(device),
-                beam_size=beam_size,
-                n_best=n_best,
-                alpha=length_penalty,
-                max_len_a=max_len_a,
-                max_len_b=max_len_b,
-                max_length=max_length,
-                return_attention=return_attention,
-            )
-            for i, nbest in zip(indices, nbest_lists, strict=True):
-                results[i] = Translation(
-                    src_vocab.pieces(id_lists[i]) + [EOS_PIECE],
-                    [_candidate(hypothesis, tgt_vocab) for hypothesis in nbest],
-                    truncated[i],
-                )
-    finally:
-        model.train(was_training)
-    return results
-
-
-def _valid_unicode(text: str) -> str:
-    """``text`` with lone surrogates (which sentencepiece cannot take) replaced by U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
-
-
-def _candidate(hypothesis: Hypothesis, tgt_vocab: Vocabulary) -> Candidate:
-    return Candidate(
-        text=tgt_vocab.decode(hypothesis.tokens),
-        pieces=tgt_vocab.pieces(hypothesis.tokens),
-        score=hypothesis.score,
-        log_prob=hypothesis.log_prob,
-        attention=hypothesis.attention,
-    )
+        beams = _advance(beams, rows, tokens, next_log_probs, done, step_attention, beam)
+    return finished.best(settings.n_best, src_lengths)

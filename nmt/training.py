@@ -1,9 +1,10 @@
-"""The training loop, in one place: ``nmt train --config FILE [section.key=value ...]``.
+"""The training loop, in one place (the command is ``nmt/commands/train.py``).
 
 Reading order: :func:`train` sets everything up, restores a stopped run if there is one,
 then loops over epochs of token-budget batches; every ``valid_every`` steps it validates
-(dev loss, perplexity, BLEU/chrF) and writes checkpoints. A run stops at ``max_steps``,
-``max_epochs``, ``max_minutes``, on early stopping, or on SIGINT/SIGTERM (after saving).
+(dev loss, perplexity, BLEU/chrF) and writes checkpoints. :meth:`Trainer.decide_stop` is the
+one place that decides to stop and why: ``max_steps``, ``max_epochs``, ``max_minutes`` (all
+counted across resumes), early stopping, or SIGINT/SIGTERM (after saving).
 
 Resuming restores the model, optimiser, schedule, gradient scaler, random states, step and
 position in the data order, so a resumed run continues exactly where the stopped one was.
@@ -13,7 +14,6 @@ only rank 0 writes files and logs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -31,17 +31,18 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from nmt.checkpoint import load_checkpoint, save_checkpoint, step_checkpoints
-from nmt.config import Config, load_config
+from nmt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
+from nmt.config import Config, DecodingSettings
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.data.prepare import PreparedData, prepare_data
 from nmt.data.readers import read_lines
 from nmt.data.vocab import PAD_ID
 from nmt.devices import resolve_device
-from nmt.errors import NmtError
-from nmt.evaluate import score, translate_corpus
+from nmt.errors import CheckpointError, NmtError
+from nmt.evaluation import score
 from nmt.models import build_model
 from nmt.schedules import LearningRateSchedule, label_smoothed_nll, set_lr
+from nmt.translator import Translator
 
 
 class TrainingError(NmtError):
@@ -170,21 +171,12 @@ def validate(
     if config.training.valid_max_sentences:
         sources = sources[: config.training.valid_max_sentences]
         references = references[: config.training.valid_max_sentences]
-    d = config.decoding
-    start = time.perf_counter()
-    hypotheses = translate_corpus(
-        model,
-        data.src_vocab,
-        data.tgt_vocab,
-        sources,
-        src_lang=config.data.src_lang,
-        beam_size=d.valid_beam_size,
-        length_penalty=d.length_penalty,
-        max_len_a=d.max_len_a,
-        max_len_b=d.max_len_b,
-        batch_size=d.batch_size,
-        traditional_to_simplified=config.data.traditional_to_simplified,
+    settings = DecodingSettings.from_config(
+        config.decoding, beam_size=config.decoding.valid_beam_size, n_best=1
     )
+    translator = Translator(model, config, data.src_vocab, data.tgt_vocab)
+    start = time.perf_counter()
+    hypotheses = [translation.text for translation in translator.translate(sources, settings)]
     scores = score(hypotheses, references, config.data.tgt_lang)
     model.train()
     dev_loss = total_loss / max(total_tokens, 1)
@@ -199,6 +191,24 @@ def validate(
 
 
 # --- the loop -------------------------------------------------------------------------------
+
+
+class _Throughput:
+    """Target tokens per second since the last reset (wall clock)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens, self.start = 0, time.time()
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate_and_reset(self) -> float:
+        rate = self.tokens / max(time.time() - self.start, 1e-9)
+        self.reset()
+        return rate
 
 
 class Trainer:
@@ -258,44 +268,54 @@ class Trainer:
 
     # -- checkpoints --
 
-    def _payload(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "vocab": {"src": self.data.src_vocab.to_bytes(), "tgt": self.data.tgt_vocab.to_bytes()},
-            "step": self.progress.step,
-            "epoch": self.progress.epoch,
-            "progress": self.progress.__dict__.copy(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "random": random_states(),
-            "metrics": self.progress.history[-1] if self.progress.history else {},
-        }
+    def checkpoint(self) -> Checkpoint:
+        """The run as it is now: weights, vocabularies, config and what resuming needs."""
+        p = self.progress
+        return Checkpoint(
+            config=self.config,
+            model=self.model.state_dict(),
+            src_vocab=self.data.src_vocab,
+            tgt_vocab=self.data.tgt_vocab,
+            step=p.step,
+            epoch=p.epoch,
+            metrics=p.history[-1] if p.history else {},
+            training={
+                "progress": p.__dict__.copy(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "random": random_states(),
+            },
+        )
 
     def save(self, best: bool = False) -> None:
         if not self.is_main:
             return
-        payload = self._payload()
-        save_checkpoint(self.run_dir / "last.pt", payload)
+        checkpoint = self.checkpoint()
+        save_checkpoint(self.run_dir / "last.pt", checkpoint)
         if best:
-            save_checkpoint(self.run_dir / "best.pt", payload)
+            save_checkpoint(self.run_dir / "best.pt", checkpoint)
         keep = self.config.training.keep_checkpoints
         if keep:
-            save_checkpoint(self.run_dir / f"step-{self.progress.step}.pt", payload)
+            save_checkpoint(self.run_dir / f"step-{self.progress.step}.pt", checkpoint)
             for old in step_checkpoints(self.run_dir)[:-keep]:
                 old.unlink(missing_ok=True)
 
     def _restore(self, path: Path) -> None:
-        payload = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.schedule.load_state_dict(payload["schedule"])
-        self.scaler.load_state_dict(payload["scaler"])
-        restore_random_states(payload["random"])
-        self.progress = Progress(**payload["progress"])
+        checkpoint = load_checkpoint(path)
+        state = checkpoint.training
+        if state is None or set(state) != {"progress", "optimizer", "schedule", "scaler", "random"}:
+            raise CheckpointError(f"{path} holds no training state to resume from")
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_random_states(state["random"])
+        self.progress = Progress(**state["progress"])
+        minutes = self.progress.seconds / 60
         self._log(
-            f"resumed from {path} at step {self.progress.step} (epoch {self.progress.epoch + 1})"
+            f"resumed from {path} at step {self.progress.step} "
+            f"(epoch {self.progress.epoch + 1}, {minutes:.1f} min trained)"
         )
 
     # -- helpers --
@@ -303,14 +323,6 @@ class Trainer:
     def _barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
-
-    def _agree_to_stop(self, stop: bool) -> bool:
-        """Every rank stops together if any rank wants to (signal, limit, NaN)."""
-        if self.world_size == 1:
-            return stop
-        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
 
     def _log(self, message: str) -> None:
         if self.is_main:
@@ -334,13 +346,14 @@ class Trainer:
                 if isinstance(value, (int, float)) and key != "step":
                     self.tensorboard.add_scalar(key, value, entry["step"])
 
-    def _limits_reached(self, elapsed: float) -> str | None:
+    def _limit_reached(self) -> str | None:
+        """The limit of the config that the run has reached, if any."""
         t, p = self.config.training, self.progress
         if t.max_steps and p.step >= t.max_steps:
             return f"max_steps={t.max_steps}"
         if t.max_epochs and p.epoch >= t.max_epochs:
             return f"max_epochs={t.max_epochs}"
-        if t.max_minutes and elapsed >= t.max_minutes * 60:
+        if t.max_minutes and p.seconds >= t.max_minutes * 60:
             return f"max_minutes={t.max_minutes:g}"
         if (
             t.early_stopping_patience
@@ -348,6 +361,19 @@ class Trainer:
         ):
             return f"early stopping (no better dev BLEU in {t.early_stopping_patience} validations)"
         return None
+
+    def decide_stop(self, stop_flag: StopFlag) -> str | None:
+        """Whether to stop now, and why: the one place that decides. A signal or a reached
+        limit on any rank stops every rank (their clocks differ, so time limits may not
+        agree by themselves)."""
+        reason = self._limit_reached()
+        if stop_flag.signal_name:
+            reason = f"{stop_flag.signal_name} received"
+        if self.world_size == 1:
+            return reason
+        flag = torch.tensor([0.0 if reason is None else 1.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return (reason or "another rank stopped") if flag.item() else None
 
     # -- one optimiser step --
 
@@ -432,82 +458,23 @@ class Trainer:
         p.best_bleu, p.best_step, p.validations_without_improvement, self.schedule.scale = holder[0]
 
     def run(self) -> Progress:
-        t, p = self.config.training, self.progress
-        group_size = t.accumulate * self.world_size
+        """Train until :meth:`decide_stop` says so; the final state is validated and saved."""
+        p = self.progress
         self._log(
             f"training {self.config.name}: {self.config.model.type} with {self.model.num_parameters():,} "
             f"parameters on {self.device} ({self.world_size} process{'es' if self.world_size > 1 else ''}), "
             f"{len(self.train_corpus):,} training pairs"
         )
-        self.model.train()
-        start = time.time() - p.seconds
-        stop_reason = self._limits_reached(p.seconds)
         with StopFlag() as stop_flag:
+            stop_reason = self.decide_stop(stop_flag)
+            if stop_reason is not None:
+                self._already_finished(stop_reason)
+                self._close()
+                return p
+            self.model.train()
+            self._clock_start = time.time() - p.seconds
             while stop_reason is None:
-                all_batches = self.sampler.batches(p.epoch)
-                # Equal work on every rank: drop the tail that does not fill a whole group.
-                usable = len(all_batches) - len(all_batches) % group_size
-                my_batches = all_batches[self.rank : usable : self.world_size]
-                groups = [
-                    my_batches[i : i + t.accumulate]
-                    for i in range(0, len(my_batches), t.accumulate)
-                ]
-                if not groups:
-                    raise TrainingError(
-                        f"an epoch gives no batches: {len(all_batches)} batches for {self.world_size} "
-                        f"process(es) x accumulate={t.accumulate}; use more data or a smaller training.max_tokens"
-                    )
-                first_group = p.batch_in_epoch // t.accumulate
-                bar = tqdm(
-                    total=len(groups),
-                    initial=first_group,
-                    desc=f"epoch {p.epoch + 1}",
-                    disable=not self.is_main,
-                    dynamic_ncols=True,
-                    leave=False,
-                )
-                tokens_seen, window_start = 0, time.time()
-                for group in groups[first_group:]:
-                    loss, tokens = self.train_step(group)
-                    if not math.isfinite(loss):
-                        bar.close()
-                        raise TrainingError(
-                            f"loss became {loss} at step {p.step + 1}; stopped without saving. The last "
-                            f"good checkpoint is {self.run_dir / 'last.pt'} (if any). Try a lower "
-                            "training.lr, more training.warmup_steps or training.clip_norm."
-                        )
-                    p.batch_in_epoch += len(group)
-                    p.seconds = time.time() - start
-                    tokens_seen += tokens
-                    bar.update(1)
-                    if p.step % t.log_every == 0:
-                        rate = tokens_seen * self.world_size / max(time.time() - window_start, 1e-9)
-                        lr = self.optimizer.param_groups[0]["lr"]
-                        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
-                        self._record(
-                            {
-                                "event": "train",
-                                "step": p.step,
-                                "loss": round(loss, 4),
-                                "lr": lr,
-                                "tokens_per_s": round(rate, 1),
-                            }
-                        )
-                        tokens_seen, window_start = 0, time.time()
-                    if p.step % t.valid_every == 0:
-                        self.validate_and_save()
-                        tokens_seen, window_start = 0, time.time()  # keep validation out of tok/s
-                    stop_reason = self._limits_reached(p.seconds)
-                    if stop_flag.signal_name:
-                        stop_reason = f"{stop_flag.signal_name} received"
-                    if self._agree_to_stop(stop_reason is not None):
-                        stop_reason = stop_reason or "another rank stopped"
-                        break
-                bar.close()
-                if stop_reason is None:
-                    p.epoch += 1
-                    p.batch_in_epoch = 0
-                    stop_reason = self._limits_reached(p.seconds)
+                stop_reason = self._train_epoch(stop_flag)
             # A signal saves at once; otherwise the final state is validated (unless the last
             # step just was) and saved.
             interrupted = stop_flag.signal_name is not None
@@ -516,9 +483,101 @@ class Trainer:
             elif not p.history or p.history[-1]["step"] != p.step:
                 self.validate_and_save()
         self._summary(stop_reason, interrupted)
+        self._close()
+        return p
+
+    def _close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
-        return p
+
+    def _epoch_groups(self) -> list[list[list[int]]]:
+        """This rank's optimiser steps of the current epoch, each ``accumulate`` batches."""
+        t, p = self.config.training, self.progress
+        group_size = t.accumulate * self.world_size
+        all_batches = self.sampler.batches(p.epoch)
+        # Equal work on every rank: drop the tail that does not fill a whole group.
+        usable = len(all_batches) - len(all_batches) % group_size
+        my_batches = all_batches[self.rank : usable : self.world_size]
+        groups = [my_batches[i : i + t.accumulate] for i in range(0, len(my_batches), t.accumulate)]
+        if not groups:
+            raise TrainingError(
+                f"an epoch gives no batches: {len(all_batches)} batches for {self.world_size} "
+                f"process(es) x accumulate={t.accumulate}; use more data or a smaller training.max_tokens"
+            )
+        return groups
+
+    def _train_epoch(self, stop_flag: StopFlag) -> str | None:
+        """Train to the end of the current epoch or until a stop is decided (its reason)."""
+        t, p = self.config.training, self.progress
+        groups = self._epoch_groups()
+        first_group = p.batch_in_epoch // t.accumulate
+        bar = tqdm(
+            total=len(groups),
+            initial=first_group,
+            desc=f"epoch {p.epoch + 1}",
+            disable=not self.is_main,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self._throughput = _Throughput()
+        try:
+            for group in groups[first_group:]:
+                self._train_group(group, bar)
+                stop_reason = self.decide_stop(stop_flag)
+                if stop_reason is not None:
+                    return stop_reason
+        finally:
+            bar.close()
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        return self.decide_stop(stop_flag)
+
+    def _train_group(self, group: list[list[int]], bar: tqdm) -> None:
+        """One optimiser step, then its bookkeeping: progress, logging, validation."""
+        t, p = self.config.training, self.progress
+        loss, tokens = self.train_step(group)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss} at step {p.step + 1}; stopped without saving. The last "
+                f"good checkpoint is {self.run_dir / 'last.pt'} (if any). Try a lower "
+                "training.lr, more training.warmup_steps or training.clip_norm."
+            )
+        p.batch_in_epoch += len(group)
+        p.seconds = time.time() - self._clock_start
+        self._throughput.add(tokens * self.world_size)
+        bar.update(1)
+        if p.step % t.log_every == 0:
+            rate = self._throughput.rate_and_reset()
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
+            entry = {
+                "step": p.step,
+                "loss": round(loss, 4),
+                "lr": lr,
+                "tokens_per_s": round(rate, 1),
+            }
+            self._record({"event": "train", **entry})
+        if p.step % t.valid_every == 0:
+            self.validate_and_save()
+            self._throughput.reset()  # keep validation out of tokens/s
+
+    def _already_finished(self, reason: str) -> None:
+        """Say that a finished run has nothing left to do, and how to extend it."""
+        p = self.progress
+        limit = reason.split("=")[0] if "=" in reason else "training.early_stopping_patience"
+        example = {
+            "max_steps": f"training.max_steps={p.step * 2}",
+            "max_epochs": f"training.max_epochs={p.epoch + 1}",
+            "max_minutes": f"training.max_minutes={math.ceil(p.seconds / 60) * 2}",
+        }.get(
+            limit,
+            f"training.early_stopping_patience={p.validations_without_improvement + 2}",
+        )
+        self._log(
+            f"nothing to train: {self.run_dir} already reached {reason} at step {p.step} "
+            f"({p.seconds / 60:.1f} min; limits count across resumes). To train on, raise the "
+            f"limit, e.g. add {example} to the command; --restart starts over."
+        )
 
     def _summary(self, stop_reason: str, interrupted: bool) -> None:
         p = self.progress
@@ -550,34 +609,3 @@ def train(config: Config, resume: bool = True) -> Progress:
     finally:
         if trainer.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", required=True, type=Path, help="experiment YAML file (configs/*.yaml)"
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="override config values, e.g. training.max_steps=1000 model.transformer.d_model=512",
-    )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="start from scratch; an existing run directory is kept, renamed with a time stamp "
-        "(default: resume from runs/NAME/last.pt when it exists)",
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
-    if args.restart and config.run_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
-        kept = config.run_dir.with_name(f"{config.run_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        config.run_dir.rename(kept)
-        print(f"--restart: the previous run was moved to {kept}", file=sys.stderr)
-    train(config, resume=not args.restart)
-    return 0

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.config import RFAConfig
 from nmt.models.rfa import RandomFeatureAttention
 
 KINDS = ("softmax", "softmax-causal", "rfa", "rfa-causal")
@@ -67,7 +68,9 @@ class AttentionLayer(nn.Module):
 def build_layer(kind: str, args: argparse.Namespace) -> AttentionLayer:
     head_dim = args.d_model // args.heads
     if kind.startswith("rfa"):
-        core = RandomFeatureAttention(args.heads, head_dim, args.num_features)
+        core = RandomFeatureAttention(
+            args.heads, head_dim, RFAConfig(num_features=args.num_features)
+        )
     else:
         core = SoftmaxCore()
     return AttentionLayer(core, args.d_model, args.heads, causal=kind.endswith("causal"))
@@ -186,9 +189,10 @@ def approximation_table(head_dim: int, sigma: float = 1.5) -> str:
         errors = []
         for feature_map in ("trig", "positive"):
             torch.manual_seed(num_features)
-            core = RandomFeatureAttention(
-                4, head_dim, num_features, feature_map, sigma=sigma, learn_sigma=False
+            config = RFAConfig(
+                num_features=num_features, feature_map=feature_map, sigma=sigma, learn_sigma=False
             )
+            core = RandomFeatureAttention(4, head_dim, config)
             with torch.no_grad():
                 for causal in (False, True):
                     error = core(q, k, v, causal=causal) - exact[causal]

@@ -34,9 +34,9 @@ from nmt.config import load_config
 from nmt.data.batching import collate
 from nmt.data.prepare import PreparedData
 from nmt.data.vocab import PAD_ID
-from nmt.evaluate import evaluate
+from nmt.evaluation import evaluate
 from nmt.models import build_model
-from nmt.translate import Translator, read_input_lines
+from nmt.translator import Translator, read_input_lines
 
 DEFAULT_CONFIGS = [
     Path("configs/tatoeba_zh_en_transformer.yaml"),
@@ -89,10 +89,9 @@ def measure(
     batch_size: int,
     check: int,
 ) -> Result:
-    hypotheses, report = evaluate(
-        translator, sources, references, beam_size=beam_size, batch_size=batch_size
-    )
-    one_by_one = translator.translate(sources[:check], beam_size=beam_size, batch_size=1)
+    settings = translator.settings(beam_size=beam_size, batch_size=batch_size)
+    hypotheses, report = evaluate(translator, sources, references, settings)
+    one_by_one = translator.translate(sources[:check], settings.replace(batch_size=1))
     identical = sum(t.text == h for t, h in zip(one_by_one, hypotheses, strict=False))
     return Result(
         sentences_per_second=report["sentences_per_second"],

@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 
 from nmt.config import load_config
-from nmt.evaluate import evaluate
-from nmt.translate import Translator, read_input_lines
+from nmt.evaluation import evaluate
+from nmt.translator import Translator, read_input_lines
 
 ATTENTION_TYPES = {
     "enc": "encoder_attention",
@@ -114,7 +114,7 @@ def main() -> None:
         summary = training_summary(run_dir)
         translator = Translator.from_checkpoint(run_dir / "best.pt")
         decoded = {
-            beam: evaluate(translator, sources, references, beam_size=beam, batch_size=64)[1]
+            beam: evaluate(translator, sources, references, translator.settings(beam_size=beam))[1]
             for beam in (5, 1)
         }
         rows.append((variant, run_dir, summary, decoded))

@@ -9,7 +9,15 @@ import pytest
 import torch
 from tiny_checkpoint import tiny_vocabularies
 
-from nmt.checkpoint import average_checkpoints, load_checkpoint, load_model, save_checkpoint
+from nmt.checkpoint import (
+    Checkpoint,
+    average_checkpoints,
+    from_payload,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    to_payload,
+)
 from nmt.cli import main as cli_main
 from nmt.config import config_from_dict
 from nmt.errors import CheckpointError
@@ -17,21 +25,26 @@ from nmt.models import build_model
 from nmt.models.rfa import RandomFeatureAttention
 
 
-def payload(value: float, step: int) -> dict:
-    return {
-        "config": {"name": "x"},
-        "model": {"w": torch.full((2, 3), value), "count": torch.tensor(step)},
-        "vocab": {"src": b"\x00src", "tgt": b"tgt\xff"},
-        "step": step,
-    }
+def checkpoint(value: float, step: int, training: dict | None = None) -> Checkpoint:
+    zh_vocab, en_vocab = tiny_vocabularies()
+    model = {"w": torch.full((2, 3), value), "count": torch.tensor(step)}
+    config = config_from_dict({"name": "x"})
+    return Checkpoint(config, model, zh_vocab, en_vocab, step=step, training=training)
 
 
 def test_save_is_atomic_and_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "run" / "last.pt"
-    save_checkpoint(path, payload(1.0, 1))
+    training = {"progress": {"step": 1}, "random": {"torch": torch.get_rng_state()}}
+    save_checkpoint(path, checkpoint(1.0, 1, training))
     loaded = load_checkpoint(path)
-    assert loaded["step"] == 1 and loaded["vocab"]["tgt"] == b"tgt\xff"
-    torch.testing.assert_close(loaded["model"]["w"], torch.ones(2, 3))
+    assert loaded.step == 1 and loaded.config.name == "x"
+    assert loaded.tgt_vocab.to_bytes() == tiny_vocabularies()[1].to_bytes()
+    torch.testing.assert_close(loaded.model["w"], torch.ones(2, 3))
+    assert loaded.training["progress"] == {"step": 1}
+    # The file's entries are the ones the format has always had: training state at the top.
+    raw = torch.load(path, weights_only=True)
+    assert {"format", "version", "config", "model", "vocab", "step", "progress"} <= set(raw)
+    assert to_payload(from_payload(raw)).keys() == raw.keys()
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
@@ -39,8 +52,8 @@ def test_save_is_atomic_and_round_trips(tmp_path: Path, monkeypatch: pytest.Monk
     # A crash while writing leaves the previous checkpoint intact and no temporary file.
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, payload(2.0, 2))
-    assert load_checkpoint(path)["step"] == 1
+        save_checkpoint(path, checkpoint(2.0, 2))
+    assert load_checkpoint(path).step == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
 
 
@@ -48,7 +61,7 @@ def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
     good = tmp_path / "good.pt"
-    save_checkpoint(good, payload(1.0, 1))
+    save_checkpoint(good, checkpoint(1.0, 1))
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated checkpoint .*truncated.pt"):
@@ -78,7 +91,6 @@ def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     model = build_model(config.model, len(zh_vocab), len(en_vocab))
     cores = [m for m in model.modules() if isinstance(m, RandomFeatureAttention)]
     assert cores
-    vocab = {"src": zh_vocab.to_bytes(), "tgt": en_vocab.to_bytes()}
     for step, value in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0)):
         with torch.no_grad():
             for parameter in model.parameters():
@@ -87,14 +99,16 @@ def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
             core.redraw_projection()
             core.train_calls.fill_(step)
         state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-        checkpoint = {"config": config.to_dict(), "model": state, "vocab": vocab, "step": step}
-        save_checkpoint(tmp_path / f"step-{step}.pt", checkpoint)
-    newest = load_checkpoint(tmp_path / "step-4.pt")["model"]
+        written = Checkpoint(config, state, zh_vocab, en_vocab, step=step, training={"x": 1})
+        save_checkpoint(tmp_path / f"step-{step}.pt", written)
+    newest = load_checkpoint(tmp_path / "step-4.pt").model
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     buffer_names = set(newest) - parameter_names
     assert any(name.endswith("projection") for name in buffer_names)
 
-    averaged = average_checkpoints([tmp_path / "step-3.pt", tmp_path / "step-4.pt"])["model"]
+    average = average_checkpoints([tmp_path / "step-3.pt", tmp_path / "step-4.pt"])
+    assert average.training is None and average.step == 4  # for translating, not resuming
+    averaged = average.model
     for name in parameter_names:
         torch.testing.assert_close(averaged[name], torch.full_like(newest[name], 5.0))
     for name in buffer_names:
@@ -109,3 +123,5 @@ def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         torch.testing.assert_close(tensor, expected, msg=name)
     assert cli_main(["average", str(tmp_path), "-k", "9"]) == 2
     assert "asked for 9 step checkpoints, found 4" in capsys.readouterr().err
+    assert cli_main(["average", str(tmp_path), "-k", "0"]) == 2  # not "every checkpoint"
+    assert "-k 0: expected a number of checkpoints >= 1" in capsys.readouterr().err

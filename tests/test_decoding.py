@@ -12,17 +12,18 @@ from torch import Tensor
 
 from nmt.checkpoint import LoadedModel, load_model
 from nmt.config import ConfigError, config_from_dict
+from nmt.config import DecodingSettings as S
 from nmt.data.batching import encode_source_batch
 from nmt.decoding import (
     beam_search,
     greedy_search,
-    length_penalty,
+    length_normalizer,
     max_output_lengths,
     search,
-    translate_sentences,
 )
 from nmt.models import build_model
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
+from nmt.translator import Translator
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -70,7 +71,7 @@ class ToyModel(Seq2Seq):
         eos_growth: float = 0.6,
         seed: int = 0,
     ) -> None:
-        super().__init__(PAD, BOS, EOS)
+        super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.table = torch.randn(997, vocab_size, generator=generator) * 2.0
         self.table[:, PAD] = self.table[:, BOS] = float("-inf")
@@ -144,13 +145,14 @@ def forced_decode(model: Seq2Seq, src: Tensor, tokens: list[int]) -> tuple[float
 
 
 def test_length_penalty_and_max_output_lengths() -> None:
-    assert length_penalty(1, 0.0) == 1.0
-    assert length_penalty(7, 1.0) == pytest.approx(2.0)
-    assert length_penalty(torch.tensor([1, 13]), 0.5).tolist() == pytest.approx([1.0, 3**0.5])
-    lengths = max_output_lengths(torch.tensor([1, 4, 10]), 1.5, 2)
+    assert length_normalizer(1, 0.0) == 1.0
+    assert length_normalizer(7, 1.0) == pytest.approx(2.0)
+    assert length_normalizer(torch.tensor([1, 13]), 0.5).tolist() == pytest.approx([1.0, 3**0.5])
+    settings = S(max_len_a=1.5, max_len_b=2)
+    lengths = max_output_lengths(torch.tensor([1, 4, 10]), settings)
     assert lengths.tolist() == [3, 8, 17]
-    assert max_output_lengths(torch.tensor([1, 4, 10]), 1.5, 2, limit=8).tolist() == [3, 8, 8]
-    assert max_output_lengths(torch.tensor([3]), 0.0, 0).tolist() == [1]
+    assert max_output_lengths(torch.tensor([1, 4, 10]), settings, limit=8).tolist() == [3, 8, 8]
+    assert max_output_lengths(torch.tensor([3]), S(max_len_a=0.0, max_len_b=0)).tolist() == [1]
 
 
 def test_beam_finds_the_better_translation_that_greedy_misses() -> None:
@@ -164,8 +166,8 @@ def test_beam_finds_the_better_translation_that_greedy_misses() -> None:
     }
     model = ToyModel(script=script)
     src, src_lengths = batch([[7, EOS]])
-    (greedy,) = greedy_search(model, src, src_lengths, alpha=0.0)
-    (beam,) = beam_search(model, src, src_lengths, beam_size=2, alpha=0.0)
+    (greedy,) = greedy_search(model, src, src_lengths, S(beam_size=1, length_penalty=0.0))
+    (beam,) = beam_search(model, src, src_lengths, S(beam_size=2, length_penalty=0.0))
     assert greedy.tokens == [4] and greedy.log_prob == pytest.approx(math.log(0.6 * 0.2))
     assert beam[0].tokens == [5, 6] and beam[0].log_prob == pytest.approx(math.log(0.4))
 
@@ -176,7 +178,7 @@ def test_beam_goes_on_while_an_unfinished_hypothesis_can_still_win() -> None:
     script = {(): {EOS: 0.3, 4: 0.7}, (4,): {EOS: 0.2, 6: 0.8}, (4, 6): {EOS: 1.0}}
     model = ToyModel(script=script)
     src, src_lengths = batch([[7, EOS]])
-    (nbest,) = beam_search(model, src, src_lengths, beam_size=2, n_best=2, alpha=0.0)
+    (nbest,) = beam_search(model, src, src_lengths, S(beam_size=2, n_best=2, length_penalty=0.0))
     assert [h.tokens for h in nbest] == [[4, 6], []]
     assert [h.log_prob for h in nbest] == pytest.approx([math.log(0.56), math.log(0.3)])
 
@@ -189,12 +191,12 @@ def test_length_penalty_changes_the_winner() -> None:
     script[(4, 5, 6, 7)] = {EOS: 1.0}
     model = ToyModel(script=script)
     src, src_lengths = batch([[7, EOS]])
-    (no_penalty,) = beam_search(model, src, src_lengths, beam_size=3, alpha=0.0)
-    (with_penalty,) = beam_search(model, src, src_lengths, beam_size=3, alpha=2.0)
+    (no_penalty,) = beam_search(model, src, src_lengths, S(beam_size=3, length_penalty=0.0))
+    (with_penalty,) = beam_search(model, src, src_lengths, S(beam_size=3, length_penalty=2.0))
     assert no_penalty[0].tokens == []
     assert with_penalty[0].tokens == [4, 5, 6, 7]
     for hypothesis in with_penalty:
-        expected = hypothesis.log_prob / length_penalty(len(hypothesis.tokens) + 1, 2.0)
+        expected = hypothesis.log_prob / length_normalizer(len(hypothesis.tokens) + 1, 2.0)
         assert hypothesis.score == pytest.approx(expected)
 
 
@@ -207,11 +209,7 @@ def test_outputs_stop_at_the_length_limit_with_a_forced_eos(beam_size: int) -> N
         model,
         src,
         src_lengths,
-        beam_size=beam_size,
-        n_best=beam_size,
-        alpha=0.0,
-        max_len_a=1.0,
-        max_len_b=2,
+        S(beam_size=beam_size, n_best=beam_size, length_penalty=0.0, max_len_a=1.0, max_len_b=2),
     )
     for sentence, nbest in zip(sentences, results, strict=True):
         assert len(nbest) == beam_size
@@ -219,17 +217,16 @@ def test_outputs_stop_at_the_length_limit_with_a_forced_eos(beam_size: int) -> N
             assert len(hypothesis.tokens) + 1 == len(sentence) + 2  # a * len + b, EOS included
             log_prob, _ = forced_decode(model, torch.tensor(sentence), hypothesis.tokens)
             assert hypothesis.log_prob == pytest.approx(log_prob, abs=1e-4)
-    capped = search(
-        model, src, src_lengths, beam_size=beam_size, max_len_a=1.0, max_len_b=2, max_length=3
-    )
+    model.max_length = 3  # a position limit caps every output
+    capped = search(model, src, src_lengths, S(beam_size=beam_size, max_len_a=1.0, max_len_b=2))
     assert [len(nbest[0].tokens) for nbest in capped] == [2, 2]
 
 
 def test_beam_size_one_equals_greedy() -> None:
     model = ToyModel()
     src, src_lengths = batch(SENTENCES)
-    greedy = greedy_search(model, src, src_lengths, alpha=1.0)
-    beam = beam_search(model, src, src_lengths, beam_size=1, alpha=1.0)
+    greedy = greedy_search(model, src, src_lengths, S(beam_size=1, length_penalty=1.0))
+    beam = beam_search(model, src, src_lengths, S(beam_size=1, length_penalty=1.0))
     assert [h.tokens for h in greedy] == [nbest[0].tokens for nbest in beam]
     assert [h.score for h in greedy] == pytest.approx([nbest[0].score for nbest in beam])
 
@@ -238,8 +235,8 @@ def test_beam_size_one_equals_greedy() -> None:
 def test_beam_scores_are_exact_and_never_worse_than_greedy(seed: int) -> None:
     model = ToyModel(seed=seed)
     src, src_lengths = batch(SENTENCES)
-    greedy = greedy_search(model, src, src_lengths, alpha=1.0)
-    beams = beam_search(model, src, src_lengths, beam_size=5, n_best=5, alpha=1.0)
+    greedy = greedy_search(model, src, src_lengths, S(beam_size=1, length_penalty=1.0))
+    beams = beam_search(model, src, src_lengths, S(beam_size=5, n_best=5, length_penalty=1.0))
     for sentence, best_greedy, nbest in zip(SENTENCES, greedy, beams, strict=True):
         assert nbest[0].score >= best_greedy.score - 1e-5
         scores = [h.score for h in nbest]
@@ -248,7 +245,7 @@ def test_beam_scores_are_exact_and_never_worse_than_greedy(seed: int) -> None:
         for hypothesis in nbest:
             log_prob, _ = forced_decode(model, torch.tensor(sentence), hypothesis.tokens)
             assert hypothesis.log_prob == pytest.approx(log_prob, abs=1e-4)
-            penalty = length_penalty(len(hypothesis.tokens) + 1, 1.0)
+            penalty = length_normalizer(len(hypothesis.tokens) + 1, 1.0)
             assert hypothesis.score == pytest.approx(log_prob / penalty, abs=1e-4)
 
 
@@ -256,9 +253,9 @@ def test_beam_scores_are_exact_and_never_worse_than_greedy(seed: int) -> None:
 def test_batched_results_equal_one_by_one_results(beam_size: int) -> None:
     model = ToyModel(seed=3)
     src, src_lengths = batch(SENTENCES)
-    batched = search(model, src, src_lengths, beam_size=beam_size, n_best=beam_size)
+    batched = search(model, src, src_lengths, S(beam_size=beam_size, n_best=beam_size))
     for sentence, nbest in zip(SENTENCES, batched, strict=True):
-        alone = search(model, *batch([sentence]), beam_size=beam_size, n_best=beam_size)[0]
+        alone = search(model, *batch([sentence]), S(beam_size=beam_size, n_best=beam_size))[0]
         assert [h.tokens for h in alone] == [h.tokens for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest])
 
@@ -268,7 +265,7 @@ def test_finished_sentences_leave_the_batch_and_search_stops_early() -> None:
     model = ToyModel(eos_growth=2.0)
     sentences = [[5, 6, 7, EOS], [8, 9, EOS], [4, 4, 9, 10, 11, 5, EOS]]
     beam = 3
-    beam_search(model, *batch(sentences), beam_size=beam, max_len_a=10.0, max_len_b=50)
+    beam_search(model, *batch(sentences), S(beam_size=beam, max_len_a=10.0, max_len_b=50))
     sizes = model.batch_sizes
     assert sizes[:2] == [len(sentences), len(sentences) * beam]  # one row before the first step
     assert sizes[1:] == sorted(sizes[1:], reverse=True) and sizes[-1] < sizes[1]
@@ -276,7 +273,7 @@ def test_finished_sentences_leave_the_batch_and_search_stops_early() -> None:
     assert len(sizes) < 15  # far below the limit of 10 * 3 + 50 steps
 
     model.batch_sizes.clear()
-    greedy_search(model, *batch(sentences), max_len_a=10.0, max_len_b=50)
+    greedy_search(model, *batch(sentences), S(beam_size=1, max_len_a=10.0, max_len_b=50))
     assert model.batch_sizes[0] == 3 and model.batch_sizes[-1] < 3 and len(model.batch_sizes) < 15
 
 
@@ -284,10 +281,10 @@ def test_finished_sentences_leave_the_batch_and_search_stops_early() -> None:
 def test_attention_only_when_asked_and_it_is_the_models(beam_size: int) -> None:
     model = ToyModel(seed=1)
     src, src_lengths = batch(SENTENCES)
-    plain = search(model, src, src_lengths, beam_size=beam_size, n_best=beam_size)
+    plain = search(model, src, src_lengths, S(beam_size=beam_size, n_best=beam_size))
     assert all(h.attention is None for nbest in plain for h in nbest)
     with_attention = search(
-        model, src, src_lengths, beam_size=beam_size, n_best=beam_size, return_attention=True
+        model, src, src_lengths, S(beam_size=beam_size, n_best=beam_size, return_attention=True)
     )
     for sentence, nbest, plain_nbest in zip(SENTENCES, with_attention, plain, strict=True):
         assert [h.tokens for h in nbest] == [h.tokens for h in plain_nbest]
@@ -300,11 +297,11 @@ def test_attention_only_when_asked_and_it_is_the_models(beam_size: int) -> None:
 def test_invalid_beam_settings_are_refused() -> None:
     src, src_lengths = batch(SENTENCES[:1])
     with pytest.raises(ValueError, match="n_best"):
-        search(ToyModel(), src, src_lengths, beam_size=2, n_best=3)
-    with pytest.raises(ValueError, match="n_best"):
-        search(ToyModel(), src, src_lengths, beam_size=0)
+        search(ToyModel(), src, src_lengths, S(beam_size=2, n_best=3))
+    with pytest.raises(ValueError, match="beam_size"):
+        search(ToyModel(), src, src_lengths, S(beam_size=0))
     with pytest.raises(ValueError, match="beam size 4 needs at least 8 output tokens"):
-        search(ToyModel(vocab_size=6), src, src_lengths, beam_size=4)
+        search(ToyModel(vocab_size=6), src, src_lengths, S(beam_size=4))
 
 
 @pytest.mark.parametrize(
@@ -344,8 +341,8 @@ def trained_model(model_type: str) -> LoadedModel:
 def test_beam_one_equals_greedy_on_real_models(model_type: str) -> None:
     model = random_model(model_type)
     src, src_lengths = encode_source_batch(random_sources(12))
-    greedy = greedy_search(model, src, src_lengths)
-    beam = beam_search(model, src, src_lengths, beam_size=1)
+    greedy = greedy_search(model, src, src_lengths, S(beam_size=1))
+    beam = beam_search(model, src, src_lengths, S(beam_size=1))
     assert [h.tokens for h in greedy] == [nbest[0].tokens for nbest in beam]
     assert [h.score for h in greedy] == pytest.approx([nbest[0].score for nbest in beam], abs=1e-4)
 
@@ -359,11 +356,7 @@ def test_real_model_nbest_lists_are_exact_sorted_and_distinct(model_type: str) -
         model,
         src,
         src_lengths,
-        beam_size=4,
-        n_best=4,
-        max_len_a=1.0,
-        max_len_b=3,
-        return_attention=True,
+        S(beam_size=4, n_best=4, max_len_a=1.0, max_len_b=3, return_attention=True),
     )
     for source, nbest in zip(sources, nbest_lists, strict=True):
         assert len(nbest) == 4
@@ -384,10 +377,10 @@ def test_real_model_nbest_lists_are_exact_sorted_and_distinct(model_type: str) -
 def test_real_model_batched_results_equal_one_by_one(model_type: str, beam_size: int) -> None:
     model = random_model(model_type, seed=2)
     sources = random_sources(8, seed=2)
-    batched = search(model, *encode_source_batch(sources), beam_size=beam_size, n_best=beam_size)
+    batched = search(model, *encode_source_batch(sources), S(beam_size=beam_size, n_best=beam_size))
     for source, nbest in zip(sources, batched, strict=True):
         alone = search(
-            model, *encode_source_batch([source]), beam_size=beam_size, n_best=beam_size
+            model, *encode_source_batch([source]), S(beam_size=beam_size, n_best=beam_size)
         )[0]
         assert [h.tokens for h in alone] == [h.tokens for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)
@@ -403,25 +396,28 @@ def test_beam_is_never_worse_than_greedy_on_trained_models(model_type: str) -> N
     ]
     src, src_lengths = encode_source_batch(sources)
     for alpha in (0.0, 1.0):
-        greedy = greedy_search(loaded.model, src, src_lengths, alpha=alpha)
-        beam = beam_search(loaded.model, src, src_lengths, beam_size=5, alpha=alpha)
+        greedy = greedy_search(loaded.model, src, src_lengths, S(beam_size=1, length_penalty=alpha))
+        beam = beam_search(loaded.model, src, src_lengths, S(beam_size=5, length_penalty=alpha))
         for greedy_best, nbest in zip(greedy, beam, strict=True):
             assert nbest[0].score >= greedy_best.score - 1e-4
 
 
+def translator(loaded: LoadedModel) -> Translator:
+    return Translator(loaded.model, loaded.config, loaded.src_vocab, loaded.tgt_vocab)
+
+
 @pytest.mark.parametrize("model_type", ["transformer", "gru"])
-def test_translate_sentences_reproduces_the_training_pairs(model_type: str) -> None:
+def test_translator_reproduces_the_training_pairs(model_type: str) -> None:
     loaded = trained_model(model_type)
     sources = [zh for zh, _ in PAIRS]
     for beam_size in (1, 3):
-        translations = translate_sentences(
-            loaded.model, loaded.src_vocab, loaded.tgt_vocab, sources, "zh", beam_size, batch_size=3
-        )
+        translations = translator(loaded).translate(sources, S(beam_size=beam_size, batch_size=3))
         assert [t.text for t in translations] == [en for _, en in PAIRS]
 
 
-def test_translate_sentences_normalises_keeps_order_and_handles_empty_and_long_inputs() -> None:
+def test_translator_normalises_keeps_order_and_handles_empty_and_long_inputs() -> None:
     loaded = trained_model("transformer")
+    loaded.model.max_length = 20  # the checkpoint's is 64
     sentences = [
         "這是一本書。",  # Traditional script
         "",
@@ -430,18 +426,8 @@ def test_translate_sentences_normalises_keeps_order_and_handles_empty_and_long_i
         "我喜欢猫。" * 40,  # longer than max_length
         "我不知道。",
     ]
-    translations = translate_sentences(
-        loaded.model,
-        loaded.src_vocab,
-        loaded.tgt_vocab,
-        sentences,
-        "zh",
-        beam_size=2,
-        n_best=2,
-        batch_size=2,
-        max_length=20,
-        return_attention=True,
-    )
+    settings = S(beam_size=2, n_best=2, batch_size=2, return_attention=True)
+    translations = translator(loaded).translate(sentences, settings)
     assert [t.text for t in translations[:4]] == ["This is a book.", "", "How are you?", ""]
     assert translations[5].text == "I don't know."
     assert [t.truncated for t in translations] == [False, False, False, False, True, False]
@@ -454,11 +440,11 @@ def test_translate_sentences_normalises_keeps_order_and_handles_empty_and_long_i
             shape = (len(candidate.pieces) + 1, len(translation.source_pieces))
             assert candidate.attention.shape == shape
     with pytest.raises(TypeError, match="list of sentences"):
-        translate_sentences(loaded.model, loaded.src_vocab, loaded.tgt_vocab, "你好", "zh")
+        translator(loaded).translate("你好")
 
 
-def test_translate_sentences_restores_the_training_mode() -> None:
+def test_translator_restores_the_training_mode() -> None:
     loaded = trained_model("gru")
     loaded.model.train()
-    translate_sentences(loaded.model, loaded.src_vocab, loaded.tgt_vocab, ["你好吗?"], "zh", 1)
+    translator(loaded).translate(["你好吗?"], S(beam_size=1))
     assert loaded.model.training

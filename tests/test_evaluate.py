@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from tiny_checkpoint import PAIRS, tiny_checkpoint
 
-from nmt.checkpoint import load_model
 from nmt.cli import main as cli
 from nmt.errors import DataError
-from nmt.evaluate import score, translate_corpus
+from nmt.evaluation import score
 
 SACREBLEU = Path(sys.executable).with_name("sacrebleu")
 
@@ -76,15 +75,6 @@ def test_scores_equal_the_sacrebleu_command_line(
 def test_score_refuses_misaligned_lists() -> None:
     with pytest.raises(DataError, match="2 hypotheses but 1 references"):
         score(["a", "b"], ["a"], "en")
-
-
-def test_translate_corpus_returns_the_best_translations_in_order() -> None:
-    loaded = load_model(tiny_checkpoint("gru"))
-    sources = [zh for zh, _ in PAIRS][::-1] + [""]
-    hypotheses = translate_corpus(
-        loaded.model, loaded.src_vocab, loaded.tgt_vocab, sources, "zh", beam_size=2, batch_size=3
-    )
-    assert hypotheses == [en for _, en in PAIRS][::-1] + [""]
 
 
 @pytest.mark.parametrize(("model_type", "direction"), [("transformer", "zh-en"), ("gru", "en-zh")])

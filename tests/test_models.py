@@ -228,9 +228,10 @@ def test_tiny_model_memorises_ten_pairs(variant):
 
 def test_factory_builds_the_configured_family():
     assert isinstance(build_model(ModelConfig(type="gru"), 50, 60), GRUSeq2Seq)
-    model = build_model(ModelConfig(type="transformer"), 50, 60, pad_id=5, bos_id=6, eos_id=7)
+    model = build_model(ModelConfig(type="transformer"), 50, 60)
     assert isinstance(model, Transformer)
-    assert (model.pad_id, model.bos_id, model.eos_id) == (5, 6, 7)
+    # The vocabularies' fixed special ids, not a second copy of them.
+    assert (model.pad_id, model.bos_id, model.eos_id) == (PAD_ID, BOS_ID, EOS_ID)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nmt.config import RFAConfig
 from nmt.models.rfa import RandomFeatureAttention, random_features
 
 BATCH, HEADS, HEAD_DIM = 2, 3, 16
+
+
+def make_core(
+    heads: int,
+    head_dim: int,
+    num_features: int = 64,
+    feature_map: str = "trig",
+    chunk_size: int = 64,
+    denominator_eps: float | None = None,
+    **options,
+) -> RandomFeatureAttention:
+    """A core with the config section's options given as keywords."""
+    config = RFAConfig(num_features=num_features, feature_map=feature_map, **options)
+    return RandomFeatureAttention(heads, head_dim, config, chunk_size, denominator_eps)
 
 
 def make_qkv(length: int, key_length: int | None = None) -> tuple[torch.Tensor, ...]:
@@ -70,9 +85,7 @@ def test_output_approaches_softmax_attention_with_more_features(feature_map, cau
     expected = softmax_attention(q, k, v, sigma, causal)
     errors = []
     for num_features in (16, 256, 2048):
-        core = RandomFeatureAttention(
-            HEADS, HEAD_DIM, num_features, feature_map, sigma=sigma, learn_sigma=False
-        )
+        core = make_core(HEADS, HEAD_DIM, num_features, feature_map, sigma=sigma, learn_sigma=False)
         errors.append((core(q, k, v, causal=causal) - expected).abs().mean().item())
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.05
@@ -85,7 +98,7 @@ def test_output_approaches_softmax_attention_with_more_features(feature_map, cau
 @pytest.mark.parametrize("gated", [False, True])
 def test_parallel_causal_form_equals_recurrence(feature_map, gated):
     q, k, v = make_qkv(37)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, feature_map, gated=gated, chunk_size=8)
+    core = make_core(HEADS, HEAD_DIM, 32, feature_map, gated=gated, chunk_size=8)
     with torch.no_grad():
         parallel = core(q, k, v, causal=True)
         recurrent, _ = run_steps(core, q, k, v)
@@ -99,7 +112,7 @@ def test_parallel_causal_form_equals_recurrence(feature_map, gated):
 @pytest.mark.parametrize("gated", [False, True])
 def test_chunk_size_does_not_change_causal_output(gated):
     q, k, v = make_qkv(29)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=gated)
     outputs = []
     for chunk_size in (1, 5, 64):
         core.chunk_size = chunk_size
@@ -111,7 +124,7 @@ def test_chunk_size_does_not_change_causal_output(gated):
 @pytest.mark.parametrize("gated", [False, True])
 def test_causal_output_does_not_depend_on_the_future(gated):
     q, k, v = make_qkv(40)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=16)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=16)
     before = core(q, k, v, causal=True)
     changed = [x.clone() for x in (q, k, v)]
     for x in changed:
@@ -126,7 +139,7 @@ def test_causal_output_does_not_depend_on_the_future(gated):
 
 def test_padding_keys_change_nothing():
     q, k, v = make_qkv(7, key_length=10)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32)
+    core = make_core(HEADS, HEAD_DIM, 32)
     expected = core(q, k, v)
     garbage = torch.randn(BATCH, HEADS, 4, HEAD_DIM) * 100
     padded_k, padded_v = torch.cat([k, garbage], dim=2), torch.cat([v, -garbage], dim=2)
@@ -141,7 +154,7 @@ def test_padding_keys_change_nothing():
 @pytest.mark.parametrize("gated", [False, True])
 def test_causal_key_mask_skips_left_padding(gated):
     q, k, v = make_qkv(12)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=4)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=4)
     expected = core(q, k, v, causal=True)
     pad = torch.randn(BATCH, HEADS, 3, HEAD_DIM)
     padded = [torch.cat([pad, x], dim=2) for x in (q, k, v)]
@@ -158,7 +171,7 @@ def test_causal_key_mask_skips_left_padding(gated):
 def test_memory_cache_steps_match_forward_and_expose_weights():
     q, k, v = make_qkv(6, key_length=9)
     key_mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4])
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32)
+    core = make_core(HEADS, HEAD_DIM, 32)
     expected = core(q, k, v, key_mask)
     memory = core.start_cache(k, v, key_mask)
     for t in range(q.size(2)):
@@ -175,7 +188,7 @@ def test_memory_cache_steps_match_forward_and_expose_weights():
 @pytest.mark.parametrize("gated", [False, True])
 def test_attention_weights_reproduce_causal_output(gated):
     q, k, v = make_qkv(20)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=8)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=gated, chunk_size=8)
     weights = core.attention_weights(q, k, causal=True)
     assert torch.equal(weights.triu(1), torch.zeros_like(weights))
     assert torch.allclose(weights @ v, core(q, k, v, causal=True), atol=1e-5)
@@ -189,7 +202,7 @@ def test_reordered_caches_match_reordered_inputs():
         return [x.index_select(0, rows) for x in tensors]
 
     q, k, v = make_qkv(6)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=True)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=True)
     _, cache = run_steps(core, q[:, :, :5], k[:, :, :5], v[:, :, :5])
     reordered = {name: tensor.index_select(0, rows) for name, tensor in cache.items()}
     out, _ = run_steps(core, *select(q[:, :, 5:], k[:, :, 5:], v[:, :, 5:]), cache=reordered)
@@ -213,13 +226,13 @@ def test_reordered_caches_match_reordered_inputs():
 
 def test_fixed_projection_is_kept_and_saved():
     q, k, v = make_qkv(8)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw="fixed")
+    core = make_core(HEADS, HEAD_DIM, 16, redraw="fixed")
     projection = core.projection
     for _ in range(3):
         core(q, k, v).sum().backward()
     assert core.projection is projection
     assert "projection" in core.state_dict()
-    restored = RandomFeatureAttention(HEADS, HEAD_DIM, 16)
+    restored = make_core(HEADS, HEAD_DIM, 16)
     assert not torch.equal(restored.projection, projection)
     restored.load_state_dict(core.state_dict())
     assert torch.equal(restored(q, k, v), core(q, k, v))
@@ -227,7 +240,7 @@ def test_fixed_projection_is_kept_and_saved():
 
 def test_every_step_redraws_in_training_only():
     q, k, v = make_qkv(8)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw="every_step", gated=True)
+    core = make_core(HEADS, HEAD_DIM, 16, redraw="every_step", gated=True)
     first = core.projection
     output = core(q, k, v, causal=True)
     second = core.projection
@@ -246,7 +259,7 @@ def test_every_step_redraws_in_training_only():
 def test_redraw_every_n_steps_is_deterministic():
     def projections_seen(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)
-        core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, redraw=3)
+        core = make_core(HEADS, HEAD_DIM, 16, redraw=3)
         seen = []
         for _ in range(6):
             core(*make_qkv(4))
@@ -265,7 +278,7 @@ def test_redraw_every_n_steps_is_deterministic():
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradients_reach_every_parameter(causal):
     q, k, v = (x.requires_grad_() for x in make_qkv(20))
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 16, gated=causal, chunk_size=8)
+    core = make_core(HEADS, HEAD_DIM, 16, gated=causal, chunk_size=8)
     core(q, k, v, causal=causal).pow(2).sum().backward()
     named = dict(core.named_parameters()) | {"q": q, "k": k, "v": v}
     assert set(named) >= {"log_sigma", "q", "k", "v"}
@@ -281,7 +294,7 @@ def test_denominator_floor_bounds_outputs_of_unreliable_estimates():
     # Few features and a sharp kernel: many estimates phi(q).z are ~0 or negative.
     q, k, v = make_qkv(30)
     eps = 1e-2
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 2, sigma=3.0, denominator_eps=eps)
+    core = make_core(HEADS, HEAD_DIM, 2, sigma=3.0, denominator_eps=eps)
     for causal in (False, True):
         row_sums = core.attention_weights(q, k, causal=causal).sum(dim=-1)
         assert (row_sums < 0.99).any()  # the floor was needed and used
@@ -293,7 +306,7 @@ def test_denominator_floor_bounds_outputs_of_unreliable_estimates():
 @pytest.mark.parametrize("gated", [False, True])
 def test_denominator_floor_is_the_same_in_parallel_and_recurrent_forms(gated):
     q, k, v = make_qkv(30)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 2, sigma=3.0, gated=gated, chunk_size=8)
+    core = make_core(HEADS, HEAD_DIM, 2, sigma=3.0, gated=gated, chunk_size=8)
     with torch.no_grad():
         assert (core.attention_weights(q, k, causal=True).sum(dim=-1) < 0.99).any()
         parallel = core(q, k, v, causal=True)
@@ -303,7 +316,7 @@ def test_denominator_floor_is_the_same_in_parallel_and_recurrent_forms(gated):
 
 def test_positive_features_give_nonnegative_weights_summing_to_one():
     q, k, v = make_qkv(15)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 8, "positive", sigma=2.0)
+    core = make_core(HEADS, HEAD_DIM, 8, "positive", sigma=2.0)
     for causal in (False, True):
         weights = core.attention_weights(q, k, causal=causal)
         assert (weights >= 0).all()
@@ -312,7 +325,7 @@ def test_positive_features_give_nonnegative_weights_summing_to_one():
 
 def test_half_precision_inputs_are_computed_in_float32():
     q, k, v = (x.bfloat16() for x in make_qkv(200))
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 32, gated=True, sigma=2.0)
+    core = make_core(HEADS, HEAD_DIM, 32, gated=True, sigma=2.0)
     expected = core(q.float(), k.float(), v.float(), causal=True)
     out = core(q, k, v, causal=True)
     assert out.dtype == torch.bfloat16
@@ -329,6 +342,7 @@ def test_half_precision_inputs_are_computed_in_float32():
     ("kwargs", "message"),
     [
         ({"redraw": "sometimes"}, "redraw"),
+        ({"redraw": 0}, "redraw"),  # the config's bound, not a second one
         ({"feature_map": "relu"}, "feature_map"),
         ({"num_features": 0}, "num_features"),
         ({"sigma": 0.0}, "sigma"),
@@ -338,12 +352,12 @@ def test_half_precision_inputs_are_computed_in_float32():
 def test_bad_options_are_refused_by_name(kwargs, message):
     options = {"heads": HEADS, "head_dim": HEAD_DIM, **kwargs}
     with pytest.raises(ValueError, match=message):
-        RandomFeatureAttention(**options)
+        make_core(**options)
 
 
 def test_bad_inputs_are_refused():
     q, k, v = make_qkv(4, key_length=6)
-    core = RandomFeatureAttention(HEADS, HEAD_DIM, 8)
+    core = make_core(HEADS, HEAD_DIM, 8)
     with pytest.raises(ValueError, match="key_mask"):
         core(q, k, v, torch.ones(BATCH, 6))  # not bool
     with pytest.raises(ValueError, match="q_len == k_len"):
@@ -352,7 +366,7 @@ def test_bad_inputs_are_refused():
         core.step(q, core.start_cache(k, v))
     with pytest.raises(ValueError, match="both k and v"):
         core.step(q[:, :, :1], core.start_cache(k, v), k=k[:, :, :1])
-    gated = RandomFeatureAttention(HEADS, HEAD_DIM, 8, gated=True)
+    gated = make_core(HEADS, HEAD_DIM, 8, gated=True)
     with pytest.raises(ValueError, match="causal=True"):
         gated(q, k, v)
     _, cache = run_steps(core, q, q, q)

@@ -22,9 +22,10 @@ from tiny_models import (
     tiny_model,
 )
 
-from nmt.checkpoint import load_model, save_checkpoint
+from nmt.checkpoint import Checkpoint, load_model, save_checkpoint
 from nmt.cli import main as cli
 from nmt.config import ConfigError, ModelConfig, RFAConfig, TransformerConfig, config_from_dict
+from nmt.config import DecodingSettings as S
 from nmt.data.batching import encode_source_batch
 from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding import beam_search, greedy_search, search
@@ -145,12 +146,12 @@ def test_beam_search_scores_are_exact_and_beam_one_equals_greedy(variant):
     model = tiny_model(variant).eval()
     sources = [torch.randint(4, SRC_VOCAB, (n,)).tolist() for n in (6, 3, 9, 1)]
     src, src_lengths = encode_source_batch(sources)
-    greedy = greedy_search(model, src, src_lengths)
-    beam_one = beam_search(model, src, src_lengths, beam_size=1)
+    greedy = greedy_search(model, src, src_lengths, S(beam_size=1))
+    beam_one = beam_search(model, src, src_lengths, S(beam_size=1))
     assert [h.tokens for h in greedy] == [nbest[0].tokens for nbest in beam_one]
 
     nbest_lists = search(
-        model, src, src_lengths, beam_size=3, n_best=3, alpha=0.0, return_attention=True
+        model, src, src_lengths, S(beam_size=3, n_best=3, length_penalty=0.0, return_attention=True)
     )
     for i, nbest in enumerate(nbest_lists):
         assert len(nbest) == 3
@@ -159,7 +160,7 @@ def test_beam_search_scores_are_exact_and_beam_one_equals_greedy(variant):
         assert [h.score for h in nbest] == pytest.approx(expected, abs=1e-4)
         for h in nbest:
             assert h.attention.shape == (len(h.tokens) + 1, src_lengths[i])
-    without_attention = search(model, src, src_lengths, beam_size=3, alpha=0.0)
+    without_attention = search(model, src, src_lengths, S(beam_size=3, length_penalty=0.0))
     assert [n[0].tokens for n in without_attention] == [n[0].tokens for n in nbest_lists]
 
 
@@ -202,13 +203,8 @@ def trained_rfa(tmp_path_factory) -> tuple[Path, Transformer, list[float]]:
         optimizer.step()
         losses.append(loss.item())
     path = tmp_path_factory.mktemp("rfa") / "rfa.pt"
-    payload = {
-        "config": config.to_dict(),
-        "model": model.state_dict(),
-        "vocab": {"src": zh_vocab.to_bytes(), "tgt": en_vocab.to_bytes()},
-        "step": len(losses),
-    }
-    save_checkpoint(path, payload)
+    checkpoint = Checkpoint(config, model.state_dict(), zh_vocab, en_vocab, step=len(losses))
+    save_checkpoint(path, checkpoint)
     return path, model.eval(), losses
 
 

@@ -52,7 +52,7 @@ def test_cli_train_writes_checkpoints_and_resumes(
     assert "done: 6 steps" in out and "Best dev BLEU" in out
     for name in ("last.pt", "best.pt", "step-4.pt", "step-6.pt", "metrics.jsonl"):
         assert (run_dir(tmp_path) / name).exists(), name
-    assert load_checkpoint(run_dir(tmp_path) / "last.pt")["step"] == 6
+    assert load_checkpoint(run_dir(tmp_path) / "last.pt").step == 6
     # The checkpoint alone is enough to rebuild a translating model.
     loaded = load_model(run_dir(tmp_path) / "best.pt")
     assert loaded.config.name == "tiny" and len(loaded.tgt_vocab) > 4
@@ -60,7 +60,7 @@ def test_cli_train_writes_checkpoints_and_resumes(
     assert cli_main(["train", "--config", str(config_path), "training.max_steps=9"]) == 0
     out = capsys.readouterr().err
     assert "resumed from" in out and "at step 6" in out and "done: 9 steps" in out
-    assert load_checkpoint(run_dir(tmp_path) / "last.pt")["step"] == 9
+    assert load_checkpoint(run_dir(tmp_path) / "last.pt").step == 9
     events = [
         json.loads(line) for line in (run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()
     ]
@@ -68,6 +68,35 @@ def test_cli_train_writes_checkpoints_and_resumes(
     done = [e for e in events if e["event"] == "done"]  # one summary per run, resumed or not
     assert [(e["step"], e["stop_reason"]) for e in done] == [(6, "max_steps=6"), (9, "max_steps=9")]
     assert all(e["peak_memory_mb"] > 0 and e["best_step"] in (4, 6, 8, 9) for e in done)
+
+    # Limits count across resumes: the finished run says so, and how to extend it.
+    assert cli_main(["train", "--config", str(config_path), "training.max_steps=9"]) == 0
+    out = capsys.readouterr().err
+    assert "nothing to train" in out and "already reached max_steps=9 at step 9" in out
+    assert "training.max_steps=18" in out and "done:" not in out
+
+
+def test_a_run_stopped_by_max_minutes_is_finished_until_the_limit_is_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = write_config(tmp_path, max_steps=0, valid_every=1000)
+    minutes = ["training.max_minutes=0.002"]  # 0.12 s of training
+    assert cli_main(["train", "--config", str(config_path), *minutes]) == 0
+    out = capsys.readouterr().err
+    assert "(stopped by max_minutes=0.002" in out
+    first = load_checkpoint(run_dir(tmp_path) / "last.pt")
+    assert first.training["progress"]["seconds"] >= 0.12
+
+    assert cli_main(["train", "--config", str(config_path), *minutes]) == 0
+    assert "nothing to train" in capsys.readouterr().err
+    assert load_checkpoint(run_dir(tmp_path) / "last.pt").step == first.step
+
+    raised = ["training.max_minutes=0.004"]
+    assert cli_main(["train", "--config", str(config_path), *raised]) == 0
+    out = capsys.readouterr().err
+    assert f"resumed from {run_dir(tmp_path) / 'last.pt'} at step {first.step}" in out
+    assert "(stopped by max_minutes=0.004" in out
+    assert load_checkpoint(run_dir(tmp_path) / "last.pt").step > first.step
 
 
 # RFA in decoder self-attention, its projection redrawn every 4 training forward passes: a
@@ -92,8 +121,8 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, model_type: str) -> Non
     train(experiment(tmp_path / "b", max_steps=9))
     progress = train(experiment(tmp_path / "b", max_steps=20))
     assert progress.step == 20 and progress.epoch >= 1
-    a = load_checkpoint(run_dir(tmp_path / "a") / "last.pt")["model"]
-    b = load_checkpoint(run_dir(tmp_path / "b") / "last.pt")["model"]
+    a = load_checkpoint(run_dir(tmp_path / "a") / "last.pt").model
+    b = load_checkpoint(run_dir(tmp_path / "b") / "last.pt").model
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
@@ -113,7 +142,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     monkeypatch.setattr(nmt.training, "label_smoothed_nll", loss_that_explodes)
     with pytest.raises(TrainingError, match="loss became nan at step"):
         train(config)
-    assert load_checkpoint(run_dir(tmp_path) / "last.pt")["step"] == 4  # the validation at step 4
+    assert load_checkpoint(run_dir(tmp_path) / "last.pt").step == 4  # the validation at step 4
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
@@ -134,7 +163,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "SIGTERM received" in err
-    step = load_checkpoint(run_dir(tmp_path) / "last.pt")["step"]
+    step = load_checkpoint(run_dir(tmp_path) / "last.pt").step
     assert step >= 2
 
 
@@ -175,5 +204,5 @@ def test_two_process_gloo_run(tmp_path: Path) -> None:
         seed=config.training.seed,
     ).batches(0)
     checkpoint = load_checkpoint(run_dir(tmp_path) / "last.pt")
-    assert checkpoint["step"] == len(batches) // 2
+    assert checkpoint.step == len(batches) // 2
     assert result.stderr.count("done:") == 1  # only rank 0 logs

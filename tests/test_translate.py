@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from tiny_checkpoint import PAIRS, tiny_checkpoint
 
 from nmt.cli import main as cli
+from nmt.config import DecodingSettings as S
 from nmt.errors import NmtError
-from nmt.translate import Translator, read_input_lines
+from nmt.translator import Translator, read_input_lines
 
 SOURCES = [zh for zh, _ in PAIRS]
 TARGETS = [en for _, en in PAIRS]
@@ -164,7 +165,7 @@ def test_undecodable_bytes_in_arguments_and_lone_surrogates_in_the_api() -> None
     assert first["source"] == "\ufffd\ufffd" + SOURCES[4]
     assert first["translations"][0]["text"] == TARGETS[4]
     translator = Translator.from_checkpoint(checkpoint)
-    translations = translator.translate(["\udcff" + SOURCES[4], "\ud800"], beam_size=2)
+    translations = translator.translate(["\udcff" + SOURCES[4], "\ud800"], S(beam_size=2))
     assert translations[0].text == TARGETS[4]
 
 
@@ -186,10 +187,14 @@ def test_missing_and_corrupt_checkpoints_give_one_line_errors(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--beam", "2", "--n-best", "3", "x"], "--n-best 3: at most the beam size (2)"),
-        (["--n-best", "0", "x"], "--n-best 0: must be at least 1"),
+        (["--beam", "2", "--n-best", "3", "x"], "--n-best 3: expected <= beam_size, got 3"),
+        (["--n-best", "0", "x"], "--n-best 0: expected an integer >= 1, got 0"),
+        (["--beam", "0", "x"], "--beam 0: expected an integer >= 1, got 0"),
         (["--alignments", "x"], "--alignments goes with --json"),
-        (["--attention-layer", "5", "x"], "--attention-layer 5: the model has 2 decoder layers"),
+        (
+            ["--attention-layer", "5", "x"],
+            "--attention-layer 5: expected a decoder layer index in [-2, 2)",
+        ),
         (["--input", "nowhere.txt", "x"], "not both"),
         (["--input", "nowhere.txt"], "cannot read nowhere.txt"),
         (["--device", "gpu0", "x"], "--device gpu0: not a device"),
@@ -216,12 +221,12 @@ def test_interactive_prompt_translates_line_by_line() -> None:
 
 def test_python_api() -> None:
     translator = Translator.from_checkpoint(tiny_checkpoint("transformer"), device="cpu")
-    translations = translator.translate(SOURCES[:3], beam_size=4, n_best=2)
+    translations = translator.translate(SOURCES[:3], translator.settings(beam_size=4, n_best=2))
     assert [t.text for t in translations] == TARGETS[:3]
     for translation in translations:
         assert len(translation.candidates) == 2
         assert translation.candidates[0].score >= translation.candidates[1].score
-    greedy = translator.translate(SOURCES, beam_size=1)
+    greedy = translator.translate(SOURCES, translator.settings(beam_size=1))
     assert [t.text for t in greedy] == TARGETS
     with pytest.raises(TypeError, match="list of sentences"):
         translator.translate("你好吗?")
@@ -240,10 +245,13 @@ def test_attention_layer_selects_the_transformer_layer_shown() -> None:
     attentions = []
     for layer in (0, 1, -1):
         translator.set_attention_layer(layer)
-        (translation,) = translator.translate(SOURCES[:1], beam_size=2, return_attention=True)
+        settings = S(beam_size=2, return_attention=True)
+        (translation,) = translator.translate(SOURCES[:1], settings)
         attentions.append(translation.candidates[0].attention)
     assert not torch.allclose(attentions[0], attentions[1])
     torch.testing.assert_close(attentions[1], attentions[2])  # -1 is the last of 2 layers
     gru = Translator.from_checkpoint(tiny_checkpoint("gru"))
+    with pytest.raises(NmtError, match="attention_layer: expected a decoder layer index"):
+        translator.set_attention_layer(2)
     with pytest.raises(NmtError, match="Transformer models only"):
         gru.set_attention_layer(0)

@@ -2,7 +2,8 @@
 
 Shared by the decoding, evaluation and translation tests (built once per test session and
 model type, under a temporary directory): sentencepiece vocabularies trained on the pairs, a
-small model overfit with plain Adam, saved with :func:`nmt.checkpoint.save_checkpoint`.
+small model overfit with plain Adam, saved with :func:`nmt.checkpoint.save_checkpoint` (the
+format the trainer writes, less the training state).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import save_checkpoint
+from nmt.checkpoint import Checkpoint, save_checkpoint
 from nmt.config import config_from_dict
 from nmt.data.batching import encode_source_batch
 from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary, train_vocabulary
@@ -101,13 +102,7 @@ def tiny_checkpoint(model_type: str = "transformer", direction: str = "zh-en") -
         loss.backward()
         optimizer.step()
     path = _directory / f"{model_type}-{direction}.pt"
-    payload = {
-        "config": config.to_dict(),
-        "model": model.state_dict(),
-        "vocab": {"src": src_vocab.to_bytes(), "tgt": tgt_vocab.to_bytes()},
-        "step": steps,
-    }
-    save_checkpoint(path, payload)
+    save_checkpoint(path, Checkpoint(config, model.state_dict(), src_vocab, tgt_vocab, step=steps))
     return path
 
 

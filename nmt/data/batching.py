@@ -68,8 +68,6 @@ class TokenBatchSampler:
         shuffle: bool = True,
         seed: int = 0,
     ) -> None:
-        if max_tokens <= 0:
-            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         src_lengths = torch.as_tensor(src_lengths, dtype=torch.long)
         tgt_lengths = torch.as_tensor(tgt_lengths, dtype=torch.long)
         # Padded length of each example: source + EOS, target + BOS (or + EOS).

@@ -1,4 +1,5 @@
-"""``nmt prepare``: from a raw corpus to vocabularies and encoded splits, cached.
+"""Data preparation: from a raw corpus to vocabularies and encoded splits, cached (the
+command is ``nmt prepare``).
 
 The steps (each streams its input, see :mod:`nmt.data.pipeline`):
 
@@ -17,7 +18,6 @@ and settings reuses it (:mod:`nmt.data.cache`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmt.config import DataConfig, config_from_dict, load_config
+from nmt.config import DataConfig
 from nmt.data import cache
 from nmt.data.clean import PairFilter
 from nmt.data.encoded import EncodedCorpus
@@ -329,34 +329,3 @@ def _train_vocabularies(
     tgt_vocab = fit([train.target], tgt, settings.tgt_size, coverage(tgt))
     sizes = {src: [settings.src_size, len(src_vocab)], tgt: [settings.tgt_size, len(tgt_vocab)]}
     return src_vocab, tgt_vocab, sizes, [f"vocab.{src}.model", f"vocab.{tgt}.model"]
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="experiment YAML; its 'data' section is used (default: the built-in defaults, "
-        "the canonical Tatoeba zh->en setup)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="config overrides, e.g. data.test=null",
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="rebuild even if the prepared data is up to date"
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.config is not None:
-        config = load_config(args.config, args.overrides)
-    else:
-        config = config_from_dict({}, args.overrides)
-    data = prepare_data(config.data, force=args.force)
-    print(data.summary.format())
-    return 0

@@ -220,9 +220,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, heads: int, core: AttentionCore) -> None:
         super().__init__()
-        if d_model % heads:
-            raise ValueError(f"d_model={d_model} is not divisible by heads={heads}")
-        self.heads = heads
+        self.heads = heads  # a divisor of d_model (checked by the config)
         self.head_dim = d_model // heads
         self.query_proj = nn.Linear(d_model, d_model)
         self.key_value_proj = nn.Linear(d_model, 2 * d_model)

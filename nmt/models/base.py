@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
 
 @dataclass
 class EncoderOutput:
@@ -51,13 +53,14 @@ class DecoderState(ABC):
 
 
 class Seq2Seq(nn.Module, ABC):
-    """An encoder-decoder translation model."""
+    """An encoder-decoder translation model.
 
-    def __init__(self, pad_id: int, bos_id: int, eos_id: int) -> None:
-        super().__init__()
-        self.pad_id = pad_id
-        self.bos_id = bos_id
-        self.eos_id = eos_id
+    Token ids are the vocabularies' fixed special ids (``nmt.data.vocab``); ``max_length`` is
+    the longest sequence (source with EOS, or output) the model takes, None for no limit.
+    """
+
+    pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
+    max_length: int | None = None
 
     @abstractmethod
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:

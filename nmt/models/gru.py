@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.config import GRUConfig
 from nmt.models.attention import attend, make_score, padding_bias
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
 
@@ -53,22 +54,12 @@ class GRUState(DecoderState):
 
 
 class GRUSeq2Seq(Seq2Seq):
-    def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        embed_dim: int = 256,
-        hidden_size: int = 256,
-        encoder_layers: int = 1,
-        decoder_layers: int = 1,
-        dropout: float = 0.2,
-        score: str = "additive",
-        attention_dim: int = 256,
-        pad_id: int = 0,
-        bos_id: int = 2,
-        eos_id: int = 3,
-    ) -> None:
-        super().__init__(pad_id, bos_id, eos_id)
+    """Sized by the ``model.gru`` section of the config (validated there)."""
+
+    def __init__(self, config: GRUConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
+        super().__init__()
+        embed_dim, hidden_size, dropout = config.embed_dim, config.hidden_size, config.dropout
+        encoder_layers, decoder_layers = config.encoder_layers, config.decoder_layers
         memory_size = 2 * hidden_size  # both directions
         decoder_size = memory_size  # lets the dot scores compare s(t-1) with encoder states
         self.decoder_size = decoder_size
@@ -85,7 +76,7 @@ class GRUSeq2Seq(Seq2Seq):
         self.bridge = nn.Linear(memory_size, decoder_layers * decoder_size)
 
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, embed_dim)
-        self.score = make_score(score, decoder_size, memory_size, attention_dim)
+        self.score = make_score(config.score, decoder_size, memory_size, config.attention_dim)
         self.cells = nn.ModuleList(
             nn.GRUCell(embed_dim + memory_size if layer == 0 else decoder_size, decoder_size)
             for layer in range(decoder_layers)

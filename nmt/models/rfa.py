@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.config import RFAConfig
 from nmt.models.attention import AttentionCore, Cache
 
 FeatureMap = Literal["trig", "positive"]
@@ -170,6 +171,8 @@ def causal_linear_attention(
 class RandomFeatureAttention(AttentionCore):
     """Random feature attention core for ``heads`` heads of size ``head_dim``.
 
+    ``config`` (:class:`~nmt.config.RFAConfig`, the ``model.transformer.rfa`` section):
+
     - ``num_features``: random vectors per head (the feature dimension is twice that).
     - ``feature_map``: ``trig`` (the paper) or ``positive`` (see :func:`random_features`).
     - ``sigma``, ``learn_sigma``: queries and keys are l2-normalised per head and scaled by
@@ -181,6 +184,9 @@ class RandomFeatureAttention(AttentionCore):
     - ``redraw``: ``"fixed"`` (one random projection per model, saved in checkpoints),
       ``"every_step"``, or an int N: draw a new projection every N forward calls in training
       mode (from the torch RNG). Eval mode, ``start_cache`` and ``step`` never redraw.
+
+    Implementation settings, not in the config:
+
     - ``chunk_size``: positions per chunk of the parallel causal form.
     - ``denominator_eps``: floor of the mean kernel estimate; None picks
       :data:`DEFAULT_DENOMINATOR_EPS` of the feature map.
@@ -190,46 +196,35 @@ class RandomFeatureAttention(AttentionCore):
         self,
         heads: int,
         head_dim: int,
-        num_features: int = 64,
-        feature_map: FeatureMap = "trig",
-        sigma: float = 1.0,
-        learn_sigma: bool = True,
-        gated: bool = False,
-        redraw: str | int = "fixed",
+        config: RFAConfig | None = None,
         chunk_size: int = 64,
         denominator_eps: float | None = None,
     ) -> None:
         super().__init__()
-        for name, value in [("heads", heads), ("head_dim", head_dim)]:
+        config = RFAConfig() if config is None else config
+        config.validate()  # the one place its options are checked
+        for name, value in [("heads", heads), ("head_dim", head_dim), ("chunk_size", chunk_size)]:
             _require(value >= 1, name, "an integer >= 1", value)
-        _require(num_features >= 1, "num_features", "an integer >= 1", num_features)
-        _require(chunk_size >= 1, "chunk_size", "an integer >= 1", chunk_size)
-        _require(sigma > 0, "sigma", "a positive number", sigma)
-        _require(
-            feature_map in DEFAULT_DENOMINATOR_EPS,
-            "feature_map",
-            "'trig' or 'positive'",
-            feature_map,
-        )
+        feature_map, num_features = config.feature_map, config.num_features
         if denominator_eps is None:
             denominator_eps = DEFAULT_DENOMINATOR_EPS[feature_map]
         _require(denominator_eps > 0, "denominator_eps", "a positive number", denominator_eps)
         self.feature_map = feature_map
         self.chunk_size = chunk_size
         self.denominator_eps = denominator_eps
-        self.redraw_every = _redraw_interval(redraw)
+        self.redraw_every = {"fixed": 0, "every_step": 1}.get(config.redraw, config.redraw)
         if self.redraw_every:
             # Training forward calls so far; a buffer, so that checkpoints keep it and a
             # resumed run redraws on the same schedule as an uninterrupted one.
             self.register_buffer("train_calls", torch.zeros((), dtype=torch.long))
 
         self.register_buffer("projection", torch.randn(heads, num_features, head_dim))
-        log_sigma = torch.full((heads, 1, head_dim), math.log(sigma))
-        if learn_sigma:
+        log_sigma = torch.full((heads, 1, head_dim), math.log(config.sigma))
+        if config.learn_sigma:
             self.log_sigma = nn.Parameter(log_sigma)
         else:
             self.register_buffer("log_sigma", log_sigma)
-        if gated:
+        if config.gated:
             self.gate_weight = nn.Parameter(torch.empty(heads, head_dim).normal_(0, head_dim**-0.5))
             self.gate_bias = nn.Parameter(torch.zeros(heads))
         else:
@@ -444,16 +439,6 @@ def _causal_mass(write: Tensor, log_gates: Tensor | None) -> Tensor:
     if log_gates is None:
         return write.cumsum(dim=-1).unsqueeze(-1)
     return -torch.expm1(log_gates.cumsum(dim=-1)).unsqueeze(-1)
-
-
-def _redraw_interval(redraw: str | int) -> int:
-    if redraw == "fixed":
-        return 0
-    if redraw == "every_step":
-        return 1
-    if isinstance(redraw, int) and not isinstance(redraw, bool) and redraw >= 0:
-        return redraw
-    raise ValueError(f"redraw: expected 'fixed', 'every_step' or an integer >= 0, got {redraw!r}")
 
 
 def _require(condition: bool, name: str, expected: str, value: object) -> None:

@@ -12,13 +12,14 @@ attention (``rfa.py``); with RFA the decoder self-attention cache is a fixed-siz
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from nmt.config import ConfigError, RFAConfig, TransformerConfig
 from nmt.models.attention import (
     AttentionCore,
     Cache,
@@ -31,20 +32,19 @@ from nmt.models.rfa import RandomFeatureAttention
 
 
 def make_attention_core(
-    kind: str, heads: int, head_dim: int, dropout: float, rfa_options: dict[str, Any] | None = None
+    kind: str, heads: int, head_dim: int, dropout: float, rfa: RFAConfig
 ) -> AttentionCore:
     """The attention core called ``kind`` for ``heads`` heads of size ``head_dim``.
 
     ``kind`` is a value of the config keys ``model.transformer.*_attention``: a new core is
     a new class plus a new value there and a branch here. ``dropout`` drops softmax weights
-    (RFA has no attention matrix to drop from); ``rfa_options`` are keyword arguments of
-    :class:`RandomFeatureAttention`.
+    (RFA has no attention matrix to drop from); ``rfa`` configures a random feature core.
     """
     if kind == "softmax":
         return SoftmaxAttention(dropout)
     if kind == "rfa":
         # Sized here: its random projection is a buffer that load_state_dict must find.
-        return RandomFeatureAttention(heads, head_dim, **(rfa_options or {}))
+        return RandomFeatureAttention(heads, head_dim, rfa)
     raise ValueError(f"unknown attention core {kind!r}")
 
 
@@ -208,48 +208,35 @@ class TransformerState(DecoderState):
 
 
 class Transformer(Seq2Seq):
-    def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        d_model: int = 256,
-        heads: int = 4,
-        ff_size: int = 1024,
-        encoder_layers: int = 3,
-        decoder_layers: int = 3,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.0,
-        pre_norm: bool = True,
-        tie_output_embeddings: bool = True,
-        share_embeddings: bool = False,
-        max_positions: int = 1024,
-        attention_layer: int = -1,
-        encoder_attention: str = "softmax",
-        decoder_attention: str = "softmax",
-        cross_attention: str = "softmax",
-        rfa_options: dict[str, Any] | None = None,
-        rfa_gated: bool = False,
-        pad_id: int = 0,
-        bos_id: int = 2,
-        eos_id: int = 3,
-    ) -> None:
-        super().__init__(pad_id, bos_id, eos_id)
-        if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ValueError("shared embeddings need one joint vocabulary")
-        if not -decoder_layers <= attention_layer < decoder_layers:
-            raise ValueError(f"attention_layer={attention_layer} but {decoder_layers} layers")
-        if rfa_gated and decoder_attention != "rfa":
-            raise ValueError("rfa_gated gates RFA decoder self-attention: needs it to be 'rfa'")
-        self.attention_layer = attention_layer % decoder_layers
-        head_dim = d_model // heads
-        # Options of every RFA core; only causal decoder self-attention can be gated.
-        rfa_options = rfa_options or {}
-        decoder_rfa_options = {**rfa_options, "gated": rfa_gated}
+    """Sized by the ``model.transformer`` section of the config (validated there)."""
+
+    def __init__(self, config: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
+        super().__init__()
+        if config.share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ConfigError(
+                "model.transformer.share_embeddings: needs one joint vocabulary, but the source "
+                f"has {src_vocab_size} entries and the target {tgt_vocab_size}"
+            )
+        d_model, heads, ff_size, dropout = (
+            config.d_model,
+            config.heads,
+            config.ff_size,
+            config.dropout,
+        )
+        pre_norm, max_positions = config.norm == "pre", config.max_positions
+        self.max_length = max_positions
+        self.attention_layer = config.attention_layer % config.decoder_layers
+
+        def core(kind: str, rfa: RFAConfig) -> AttentionCore:
+            return make_attention_core(kind, heads, d_model // heads, config.attention_dropout, rfa)
+
+        # Only causal decoder self-attention has a gated form (checked by the config).
+        ungated_rfa = dataclasses.replace(config.rfa, gated=False)
 
         self.src_embed = Embeddings(src_vocab_size, d_model, max_positions, dropout)
         self.tgt_embed = (
             self.src_embed
-            if share_embeddings
+            if config.share_embeddings
             else Embeddings(tgt_vocab_size, d_model, max_positions, dropout)
         )
         self.encoder_layers = nn.ModuleList(
@@ -259,11 +246,9 @@ class Transformer(Seq2Seq):
                 ff_size,
                 dropout,
                 pre_norm,
-                make_attention_core(
-                    encoder_attention, heads, head_dim, attention_dropout, rfa_options
-                ),
+                core(config.encoder_attention, ungated_rfa),
             )
-            for _ in range(encoder_layers)
+            for _ in range(config.encoder_layers)
         )
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(
@@ -272,21 +257,17 @@ class Transformer(Seq2Seq):
                 ff_size,
                 dropout,
                 pre_norm,
-                make_attention_core(
-                    decoder_attention, heads, head_dim, attention_dropout, decoder_rfa_options
-                ),
-                make_attention_core(
-                    cross_attention, heads, head_dim, attention_dropout, rfa_options
-                ),
+                core(config.decoder_attention, config.rfa),
+                core(config.cross_attention, ungated_rfa),
             )
-            for _ in range(decoder_layers)
+            for _ in range(config.decoder_layers)
         )
         # Pre-norm leaves the residual stream unnormalised; post-norm layers end normalised.
         self.encoder_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.output = nn.Linear(d_model, tgt_vocab_size, bias=False)
         self._init_linear_weights()
-        if tie_output_embeddings:
+        if config.tie_output_embeddings:
             self.output.weight = self.tgt_embed.tokens.weight
 
     def _init_linear_weights(self) -> None:

@@ -1,0 +1,210 @@
+"""Text in, text out: a model and its vocabularies translating lists of sentences.
+
+:class:`Translator` is the Python API, and what ``nmt translate``, ``nmt evaluate`` and the
+trainer's dev BLEU all use::
+
+    translator = Translator.from_checkpoint("runs/tatoeba_zh_en_transformer/best.pt")
+    settings = translator.settings(beam_size=5, n_best=2)
+    for translation in translator.translate(["我们明天去公园吧。"], settings):
+        print(translation.text, [c.score for c in translation.candidates])
+
+A sentence is normalised as in data preparation, encoded with the source vocabulary, sorted
+by length into batches of ``settings.batch_size`` sentences, searched (``nmt/decoding.py``)
+and decoded back to text; results come back in input order, one per input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from torch import Tensor
+
+from nmt.checkpoint import load_model
+from nmt.config import Config, DecodingSettings
+from nmt.data.batching import encode_source_batch
+from nmt.data.normalize import normalize
+from nmt.data.vocab import Vocabulary
+from nmt.decoding import Hypothesis, search
+from nmt.devices import resolve_device
+from nmt.errors import DataError, NmtError
+from nmt.models.base import Seq2Seq
+
+EOS_PIECE = "</s>"  # how the source's EOS is labelled in source_pieces
+
+
+@dataclass
+class Candidate:
+    """One output sentence."""
+
+    text: str  # detokenised
+    pieces: list[str]  # target subwords, without EOS
+    score: float
+    log_prob: float
+    attention: Tensor | None = None  # (len(pieces) + 1, len(source_pieces)), EOS row last
+
+
+@dataclass
+class Translation:
+    """One input sentence and its n-best outputs, best first."""
+
+    source_pieces: list[str]  # the source subwords the model read, EOS last
+    candidates: list[Candidate]  # empty for an empty input
+    truncated: bool = False  # the source was cut to the model's maximum length
+
+    @property
+    def text(self) -> str:
+        return self.candidates[0].text if self.candidates else ""
+
+
+class Translator:
+    """A model with its vocabularies and config, translating lists of sentences."""
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        config: Config,
+        src_vocab: Vocabulary,
+        tgt_vocab: Vocabulary,
+        checkpoint: Path | None = None,
+        step: int = 0,
+    ) -> None:
+        self.model = model
+        self.config = config  # its data and decoding sections supply the defaults
+        self.src_vocab = src_vocab
+        self.tgt_vocab = tgt_vocab
+        self.checkpoint = checkpoint
+        self.step = step
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
+        """Load ``path`` onto ``device`` (``auto``: CUDA when available, else CPU)."""
+        loaded = load_model(path, resolve_device(device))
+        return cls(
+            loaded.model,
+            loaded.config,
+            loaded.src_vocab,
+            loaded.tgt_vocab,
+            loaded.path,
+            loaded.step,
+        )
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest source (with EOS) or output the model takes; None: no limit."""
+        return self.model.max_length
+
+    def settings(self, **options: Any) -> DecodingSettings:
+        """The checkpoint's decoding settings with ``options`` (DecodingSettings field names)
+        replacing them where not None."""
+        return DecodingSettings.from_config(self.config.decoding, **options)
+
+    def set_attention_layer(self, layer: int) -> None:
+        """Which decoder layer's cross-attention (head average) Transformer plots show."""
+        if self.config.model.type != "transformer":
+            raise NmtError("--attention-layer applies to Transformer models only")
+        section = dataclasses.replace(self.config.model.transformer, attention_layer=layer)
+        section.validate()  # the config's range check, naming model.transformer.attention_layer
+        self.config.model.transformer = section
+        self.model.attention_layer = layer % section.decoder_layers
+
+    def translate(
+        self, sentences: Sequence[str], settings: DecodingSettings | None = None
+    ) -> list[Translation]:
+        """Translations in input order (``settings`` default: the checkpoint's).
+
+        Sources longer than the model's ``max_length`` are truncated and marked; an empty (or
+        all-whitespace) sentence gets an empty translation without a search.
+        """
+        if isinstance(sentences, str):
+            raise TypeError("translate takes a list of sentences, not one string")
+        settings = self.settings() if settings is None else settings
+        data = self.config.data
+        id_lists = [
+            self.src_vocab.encode(
+                normalize(_valid_unicode(s), data.src_lang, data.traditional_to_simplified)
+            )
+            for s in sentences
+        ]
+        max_length = self.max_length
+        truncated = [max_length is not None and len(ids) >= max_length for ids in id_lists]
+        if max_length is not None:
+            id_lists = [ids[: max_length - 1] for ids in id_lists]  # room for the EOS
+        results = [Translation([], [], cut) for cut in truncated]
+        order = sorted((i for i, ids in enumerate(id_lists) if ids), key=lambda i: len(id_lists[i]))
+
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), settings.batch_size):
+                indices = order[start : start + settings.batch_size]
+                src, src_lengths = encode_source_batch([id_lists[i] for i in indices])
+                nbest_lists = search(self.model, src.to(device), src_lengths.to(device), settings)
+                for i, nbest in zip(indices, nbest_lists, strict=True):
+                    results[i] = Translation(
+                        self.src_vocab.pieces(id_lists[i]) + [EOS_PIECE],
+                        [self._candidate(hypothesis) for hypothesis in nbest],
+                        truncated[i],
+                    )
+        finally:
+            self.model.train(was_training)
+        return results
+
+    def _candidate(self, hypothesis: Hypothesis) -> Candidate:
+        return Candidate(
+            text=self.tgt_vocab.decode(hypothesis.tokens),
+            pieces=self.tgt_vocab.pieces(hypothesis.tokens),
+            score=hypothesis.score,
+            log_prob=hypothesis.log_prob,
+            attention=hypothesis.attention,
+        )
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (which sentencepiece cannot take) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def read_input_lines(source: str | Path | BinaryIO) -> list[str]:
+    """Lines of a file (or binary stream) as text: UTF-8 with invalid bytes replaced, split on
+    ``\\n`` only (so other line-break characters stay inside their line), ``\\r`` stripped.
+
+    Lenient on purpose (unlike the corpus readers): no input line can stop a translation run.
+    """
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as error:
+            raise DataError(f"cannot read {source}: {error.strerror}") from None
+    else:
+        data = source.read()
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def warn_truncated(
+    translations: list[Translation],
+    max_length: int | None,
+    command: str,
+    where: str | Path = "input",
+    first_line: int = 1,
+) -> None:
+    """One warning on stderr per source that was cut to the model's maximum length."""
+    for offset, translation in enumerate(translations):
+        if translation.truncated:
+            print(
+                f"{command}: warning: {where} line {first_line + offset} is longer than the "
+                f"model's {max_length} subword tokens; only its beginning was translated",
+                file=sys.stderr,
+            )
