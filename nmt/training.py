@@ -31,7 +31,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from nmt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
+from nmt.checkpoint import (
+    TRAINING_STATE,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    step_checkpoints,
+)
 from nmt.config import Config, DecodingSettings
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.data.prepare import PreparedData, prepare_data
@@ -304,7 +310,7 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         checkpoint = load_checkpoint(path)
         state = checkpoint.training
-        if state is None or set(state) != {"progress", "optimizer", "schedule", "scaler", "random"}:
+        if state is None or set(state) != set(TRAINING_STATE):
             raise CheckpointError(f"{path} holds no training state to resume from")
         self.model.load_state_dict(checkpoint.model)
         self.optimizer.load_state_dict(state["optimizer"])
