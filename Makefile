@@ -6,22 +6,22 @@
 #   make eval     score the best checkpoint on the canonical test split
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
 #
-# Variables: CONFIG, DATA_MIRROR (corpora; default ../shared/data when present), PYTHON,
-# TORCH_SPEC (the torch requirement installed when no torch is importable yet).
+# Variables: CONFIG, DATA_MIRROR (a folder of corpora to use instead of the copy embedded in
+# data/corpora/; unset by default), PYTHON, TORCH_SPEC (the torch requirement installed when
+# no torch is importable yet).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
 TORCH_SPEC ?= torch==2.13.0
-DATA_MIRROR ?= $(if $(wildcard ../shared/data),../shared/data,)
-export DATA_MIRROR
+export DATA_MIRROR  # make data DATA_MIRROR=DIR: that mirror instead of the embedded copy
 NAME = $(basename $(notdir $(CONFIG)))
 CHECKPOINT ?= runs/$(NAME)/best.pt
 TEST_SRC ?= data/tatoeba-zh-en/test.zh
 TEST_REF ?= data/tatoeba-zh-en/test.en
 
-.PHONY: setup data train eval test lint format bench clean
+.PHONY: setup data train eval test lint format bench clean embed-corpus
 
 setup: $(VENV)/.installed
 
@@ -60,6 +60,8 @@ format: setup
 	$(VENV)/bin/ruff check --fix nmt tests scripts
 	$(VENV)/bin/ruff format nmt tests scripts
 
+# scripts/bench_data.py times Traditional->Simplified on cmn-eng.txt, which only a mirror has:
+# make bench DATA_MIRROR=../shared/data (without it that one figure is skipped).
 bench: setup
 	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_models.py
@@ -67,3 +69,19 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Rebuild data/corpora/tatoeba-zh-en/ (the embedded canonical split) from a mirror holding the
+# split and cmn-eng.txt: make embed-corpus DATA_MIRROR=../shared/data. gzip -9n stores no
+# name or time, so the same inputs give the same bytes.
+EMBEDDED := data/corpora/tatoeba-zh-en
+embed-corpus: setup
+	@test -n "$(DATA_MIRROR)" || { echo "embed-corpus: set DATA_MIRROR (the folder that holds tatoeba-zh-en/)" >&2; exit 2; }
+	@mkdir -p $(EMBEDDED)
+	@for name in train dev test; do for lang in zh en; do \
+		gzip -9n -c "$(DATA_MIRROR)/tatoeba-zh-en/$$name.$$lang" > $(EMBEDDED)/$$name.$$lang.gz || exit 1; \
+	done; done
+	@$(PY) -c "import sys; from nmt.data.sources import embedded_credits; \
+		sys.stdout.writelines(embedded_credits(sys.argv[1]))" "$(DATA_MIRROR)/tatoeba-zh-en" \
+		> $(EMBEDDED)/credits.tsv
+	@gzip -9n -f $(EMBEDDED)/credits.tsv
+	@ls -l $(EMBEDDED)

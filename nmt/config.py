@@ -42,6 +42,10 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _EXACT_INT = 2**53
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
 _LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# Keys that older versions wrote; checkpoints still store them, so they are accepted and
+# ignored. data.download: fetching is now data.source=download, and without a mirror the
+# embedded copy serves where the download used to.
+_RETIRED_KEYS = {"data": ("download",)}
 
 
 @dataclass
@@ -72,7 +76,12 @@ class VocabConfig:
 class DataConfig:
     """Where the corpus comes from and how it is cleaned, split and encoded."""
 
-    corpus: str = "tatoeba-zh-en"  # folder inside the mirror ($DATA_MIRROR), or absolute
+    corpus: str = "tatoeba-zh-en"  # a name (mirror or embedded copy), or an absolute folder
+    # Where a named corpus comes from (nmt/data/sources.py): auto: $DATA_MIRROR/<corpus> when
+    # DATA_MIRROR is set, else the copy embedded in data/corpora/<corpus>/; mirror or
+    # embedded: only that; download: the latest upstream release of a known corpus (not the
+    # canonical split), prepared into <output_dir>-upstream so the two never mix.
+    source: Literal["auto", "embedded", "mirror", "download"] = "auto"
     src_lang: str = "zh"
     tgt_lang: str = "en"
     # Inside the corpus folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en) or a
@@ -87,10 +96,17 @@ class DataConfig:
     traditional_to_simplified: bool = True
     max_chars: int = 200  # cleaning: longer sentences (either side) are dropped
     max_length_ratio: float = 9.0  # cleaning: character-length ratio between the sides
-    download: bool = True  # no mirror: fetch a known corpus from its public address
     verify_checksums: bool = True  # a known corpus's files must match their pinned sha256
     threads: int = 2  # sentencepiece training and encoding
     vocab: VocabConfig = field(default_factory=VocabConfig)
+
+    @property
+    def prepared_dir(self) -> Path:
+        """Where the prepared data goes: ``output_dir``, or beside it for an upstream download
+        (a different corpus release must never replace the canonical split's files)."""
+        if self.source == "download":
+            return Path(f"{self.output_dir.rstrip('/')}-upstream")
+        return Path(self.output_dir)
 
     def validate(self, key: str = "data") -> None:
         """Range checks; run by ``prepare_data`` for configs built in code too."""
@@ -457,6 +473,10 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     raw = copy.deepcopy(dict(raw or {}))  # overrides must not change the caller's dict
     for override in overrides:
         _apply_override(raw, override)
+    for section, keys in _RETIRED_KEYS.items():
+        if isinstance(raw.get(section), dict):
+            for key in keys:
+                raw[section].pop(key, None)
     config = _build(Config, raw, "")
     validate(config)
     return config

@@ -10,7 +10,6 @@ from nmt.config import (
     DataConfig,
     DecodingConfig,
     TrainingConfig,
-    VocabConfig,
     config_from_dict,
     load_config,
 )
@@ -285,10 +284,23 @@ def test_sections_built_in_code_check_their_own_ranges() -> None:
         TrainingConfig(lr=float("nan")).validate()
     with pytest.raises(ConfigError, match=r"^decoding\.beam_size"):
         DecodingConfig(beam_size=0).validate()
-    with pytest.raises(ConfigError, match=r"^data\.vocab\.model_type: expected one of"):
-        DataConfig(vocab=VocabConfig(model_type="wordpiece")).validate()
+    with pytest.raises(ConfigError, match=r"^data\.source: expected one of"):
+        DataConfig(source="ftp").validate()
     TrainingConfig().validate()
     DataConfig().validate()
+
+
+def test_a_retired_key_from_older_checkpoints_is_accepted() -> None:
+    # Checkpoints written before data.source store data.download; they must still load.
+    stored = Config().to_dict()
+    stored["data"]["download"] = True
+    del stored["data"]["source"]
+    assert config_from_dict(stored).data.source == "auto"
+
+
+def test_a_download_is_prepared_beside_the_canonical_folder() -> None:
+    assert DataConfig().prepared_dir == Path("data/tatoeba-zh-en")
+    assert DataConfig(source="download").prepared_dir == Path("data/tatoeba-zh-en-upstream")
 
 
 # --- config files that are not YAML mappings -------------------------------------------------

@@ -23,6 +23,7 @@ MALFORMED = [
     ("unknown_key", b"training:\n  warmup: 10\n", [], "unknown config key 'training.warmup'"),
     ("unknown_section", b"trainer: {}\n", [], "unknown config key 'trainer'"),
     ("bad_enum", b"model:\n  type: lstm\n", [], "model.type: expected one of 'gru'"),
+    ("bad_source", b"data:\n  source: web\n", [], "data.source: expected one of 'auto'"),
     ("warmup", b"training:\n  warmup_steps: -1\n", [], "training.warmup_steps: expected an integer >= 0, got -1"),
     ("lr_zero", b"training:\n  lr: 0\n", [], "training.lr: expected a value > 0"),
     ("lr_nan", b"training:\n  lr: .nan\n", [], "training.lr: expected a finite number, got nan"),
