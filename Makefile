@@ -21,22 +21,37 @@ CHECKPOINT ?= runs/$(NAME)/best.pt
 TEST_SRC ?= data/tatoeba-zh-en/test.zh
 TEST_REF ?= data/tatoeba-zh-en/test.en
 
+LOG := $(VENV)/setup.log
+
 .PHONY: setup data train eval test lint format bench clean embed-corpus
 
 setup: $(VENV)/.installed
 
 # A torch already importable by $(PYTHON) (a CUDA build, say) is kept: the environment then
-# sees the system's packages and pip finds the torch requirement satisfied.
+# sees the system's packages and pip finds the torch requirement satisfied. pip's output
+# (a screenful of warnings even when all goes well) goes to $(LOG); a failure prints its end.
 $(VENV)/.installed: pyproject.toml
-	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
-		echo "setup: using the torch that $(PYTHON) already has"; \
-		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	@mkdir -p $(VENV) && : > $(LOG); \
+	fail() { \
+		echo "setup: $$1 failed; the end of $(LOG):" >&2; \
+		tail -n 25 $(LOG) >&2; \
+		echo "setup: failed (full log: $(LOG))" >&2; \
+		exit 1; \
+	}; \
+	if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
+		torch_from=" (system)"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV) >>$(LOG) 2>&1 || fail "$(PYTHON) -m venv"; \
 	else \
-		$(PYTHON) -m venv $(VENV); \
-		$(PY) -m pip install -q --upgrade pip; \
-		$(PY) -m pip install -q "$(TORCH_SPEC)"; \
-	fi
-	$(PY) -m pip install -q -e ".[dev,plot]"
+		torch_from=""; \
+		$(PYTHON) -m venv $(VENV) >>$(LOG) 2>&1 || fail "$(PYTHON) -m venv"; \
+		$(PY) -m pip install --upgrade pip >>$(LOG) 2>&1 || fail "pip install --upgrade pip"; \
+		$(PY) -m pip install "$(TORCH_SPEC)" >>$(LOG) 2>&1 || fail "pip install $(TORCH_SPEC)"; \
+	fi; \
+	$(PY) -m pip install -e ".[dev,plot]" >>$(LOG) 2>&1 || fail 'pip install -e ".[dev,plot]"'; \
+	versions=$$($(PY) -c "import importlib.metadata as m, torch; \
+		print('torch', torch.__version__ + '$$torch_from' + ', nmt', m.version('nmt'))" 2>>$(LOG)) \
+		|| fail "import torch"; \
+	echo "setup: $(VENV) with $$versions [dev,plot] (log: $(LOG))"
 	@touch $@
 
 data: setup
