@@ -6,37 +6,52 @@
 #   make eval     score the best checkpoint on the canonical test split
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
 #
-# Variables: CONFIG, DATA_MIRROR (corpora; default ../shared/data when present), PYTHON,
-# TORCH_SPEC (the torch requirement installed when no torch is importable yet).
+# Variables: CONFIG, DATA_MIRROR (a folder of corpora to use instead of the copy embedded in
+# data/corpora/; unset by default), PYTHON, TORCH_SPEC (the torch requirement installed when
+# no torch is importable yet).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
 TORCH_SPEC ?= torch==2.13.0
-DATA_MIRROR ?= $(if $(wildcard ../shared/data),../shared/data,)
-export DATA_MIRROR
+export DATA_MIRROR  # make data DATA_MIRROR=DIR: that mirror instead of the embedded copy
 NAME = $(basename $(notdir $(CONFIG)))
 CHECKPOINT ?= runs/$(NAME)/best.pt
 TEST_SRC ?= data/tatoeba-zh-en/test.zh
 TEST_REF ?= data/tatoeba-zh-en/test.en
 
-.PHONY: setup data train eval test lint format bench clean
+LOG := $(VENV)/setup.log
+
+.PHONY: setup data train eval test lint format bench clean embed-corpus
 
 setup: $(VENV)/.installed
 
 # A torch already importable by $(PYTHON) (a CUDA build, say) is kept: the environment then
-# sees the system's packages and pip finds the torch requirement satisfied.
+# sees the system's packages and pip finds the torch requirement satisfied. pip's output
+# (a screenful of warnings even when all goes well) goes to $(LOG); a failure prints its end.
 $(VENV)/.installed: pyproject.toml
-	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
-		echo "setup: using the torch that $(PYTHON) already has"; \
-		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	@mkdir -p $(VENV) && : > $(LOG); \
+	fail() { \
+		echo "setup: $$1 failed; the end of $(LOG):" >&2; \
+		tail -n 25 $(LOG) >&2; \
+		echo "setup: failed (full log: $(LOG))" >&2; \
+		exit 1; \
+	}; \
+	if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
+		torch_from=" (system)"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV) >>$(LOG) 2>&1 || fail "$(PYTHON) -m venv"; \
 	else \
-		$(PYTHON) -m venv $(VENV); \
-		$(PY) -m pip install -q --upgrade pip; \
-		$(PY) -m pip install -q "$(TORCH_SPEC)"; \
-	fi
-	$(PY) -m pip install -q -e ".[dev,plot]"
+		torch_from=""; \
+		$(PYTHON) -m venv $(VENV) >>$(LOG) 2>&1 || fail "$(PYTHON) -m venv"; \
+		$(PY) -m pip install --upgrade pip >>$(LOG) 2>&1 || fail "pip install --upgrade pip"; \
+		$(PY) -m pip install "$(TORCH_SPEC)" >>$(LOG) 2>&1 || fail "pip install $(TORCH_SPEC)"; \
+	fi; \
+	$(PY) -m pip install -e ".[dev,plot]" >>$(LOG) 2>&1 || fail 'pip install -e ".[dev,plot]"'; \
+	versions=$$($(PY) -c "import importlib.metadata as m, torch; \
+		print('torch', torch.__version__ + '$$torch_from' + ', nmt', m.version('nmt'))" 2>>$(LOG)) \
+		|| fail "import torch"; \
+	echo "setup: $(VENV) with $$versions [dev,plot] (log: $(LOG))"
 	@touch $@
 
 data: setup
@@ -60,6 +75,8 @@ format: setup
 	$(VENV)/bin/ruff check --fix nmt tests scripts
 	$(VENV)/bin/ruff format nmt tests scripts
 
+# scripts/bench_data.py times Traditional->Simplified on cmn-eng.txt, which only a mirror has:
+# make bench DATA_MIRROR=../shared/data (without it that one figure is skipped).
 bench: setup
 	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_models.py
@@ -67,3 +84,19 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Rebuild data/corpora/tatoeba-zh-en/ (the embedded canonical split) from a mirror holding the
+# split and cmn-eng.txt: make embed-corpus DATA_MIRROR=../shared/data. gzip -9n stores no
+# name or time, so the same inputs give the same bytes.
+EMBEDDED := data/corpora/tatoeba-zh-en
+embed-corpus: setup
+	@test -n "$(DATA_MIRROR)" || { echo "embed-corpus: set DATA_MIRROR (the folder that holds tatoeba-zh-en/)" >&2; exit 2; }
+	@mkdir -p $(EMBEDDED)
+	@for name in train dev test; do for lang in zh en; do \
+		gzip -9n -c "$(DATA_MIRROR)/tatoeba-zh-en/$$name.$$lang" > $(EMBEDDED)/$$name.$$lang.gz || exit 1; \
+	done; done
+	@$(PY) -c "import sys; from nmt.data.sources import embedded_credits; \
+		sys.stdout.writelines(embedded_credits(sys.argv[1]))" "$(DATA_MIRROR)/tatoeba-zh-en" \
+		> $(EMBEDDED)/credits.tsv
+	@gzip -9n -f $(EMBEDDED)/credits.tsv
+	@ls -l $(EMBEDDED)

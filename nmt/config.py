@@ -3,8 +3,14 @@
 Every experiment is one YAML file with the sections ``data``, ``model``, ``training`` and
 ``decoding``. :func:`load_config` reads it, applies ``section.key=value`` overrides from the
 command line and turns the result into a :class:`Config`. Errors name the key path and the
-expected type; an unknown key is refused with the closest valid key suggested. Code below the
-edge takes plain arguments, never the raw dictionary.
+expected type or range; an unknown key is refused with the closest valid key suggested. Code
+below the edge takes plain arguments, never the raw dictionary.
+
+Numbers are read as people write them: a float field takes ``5e-4``, ``1E-3``, ``1e+30``,
+``.5``, ``5.`` or an integer (PyYAML reads exponents without a dot as strings), an integer
+field takes any whole number (``1000``, ``1e3``; not ``1.5``). Each section checks its own
+ranges in its ``validate(key)`` method; :func:`validate` runs them all plus the checks that
+span sections.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import InitVar, dataclass, field
@@ -26,6 +33,19 @@ from nmt.errors import NmtError
 
 class ConfigError(NmtError, ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+# A number as people write it. PyYAML (YAML 1.1) reads an exponent without a dot (5e-4, 1E-3,
+# 1e+30) as a string; such strings are taken as numbers, other strings ('fast') are not.
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# Larger floats are not whole numbers exactly (1e30 is 1000000000000000019884624838656).
+_EXACT_INT = 2**53
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# Keys that older versions wrote; checkpoints still store them, so they are accepted and
+# ignored. data.download: fetching is now data.source=download, and without a mirror the
+# embedded copy serves where the download used to.
+_RETIRED_KEYS = {"data": ("download",)}
 
 
 @dataclass
@@ -46,10 +66,9 @@ class VocabConfig:
     def validate(self, key: str = "data.vocab") -> None:
         _check_choices(self, key)
         for name in ("src_size", "tgt_size", "joint_size"):  # 4 special pieces + characters
-            _require(getattr(self, name) >= 8, f"{key}.{name}", "a size >= 8", getattr(self, name))
+            _check_int(self, key, name, 8)
         for name in ("zh_character_coverage", "other_character_coverage"):
-            value = getattr(self, name)
-            _require(0.9 <= value <= 1.0, f"{key}.{name}", "a value in [0.9, 1]", value)
+            _check_number(self, key, name, 0.98, 1.0)  # sentencepiece refuses less
         _check_positive(self, key, "input_sentence_size")
 
 
@@ -57,7 +76,12 @@ class VocabConfig:
 class DataConfig:
     """Where the corpus comes from and how it is cleaned, split and encoded."""
 
-    corpus: str = "tatoeba-zh-en"  # folder inside the mirror ($DATA_MIRROR), or absolute
+    corpus: str = "tatoeba-zh-en"  # a name (mirror or embedded copy), or an absolute folder
+    # Where a named corpus comes from (nmt/data/sources.py): auto: $DATA_MIRROR/<corpus> when
+    # DATA_MIRROR is set, else the copy embedded in data/corpora/<corpus>/; mirror or
+    # embedded: only that; download: the latest upstream release of a known corpus (not the
+    # canonical split), prepared into <output_dir>-upstream so the two never mix.
+    source: Literal["auto", "embedded", "mirror", "download"] = "auto"
     src_lang: str = "zh"
     tgt_lang: str = "en"
     # Inside the corpus folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en) or a
@@ -72,13 +96,29 @@ class DataConfig:
     traditional_to_simplified: bool = True
     max_chars: int = 200  # cleaning: longer sentences (either side) are dropped
     max_length_ratio: float = 9.0  # cleaning: character-length ratio between the sides
-    download: bool = True  # no mirror: fetch a known corpus from its public address
     verify_checksums: bool = True  # a known corpus's files must match their pinned sha256
     threads: int = 2  # sentencepiece training and encoding
     vocab: VocabConfig = field(default_factory=VocabConfig)
 
+    @property
+    def prepared_dir(self) -> Path:
+        """Where the prepared data goes: ``output_dir``, or beside it for an upstream download
+        (a different corpus release must never replace the canonical split's files)."""
+        if self.source == "download":
+            return Path(f"{self.output_dir.rstrip('/')}-upstream")
+        return Path(self.output_dir)
+
     def validate(self, key: str = "data") -> None:
         """Range checks; run by ``prepare_data`` for configs built in code too."""
+        _check_choices(self, key)
+        _check_text(self, key, "corpus", "train", "output_dir")
+        for name in ("dev", "test"):
+            if getattr(self, name) is not None:
+                _check_text(self, key, name)
+        for name in ("src_lang", "tgt_lang"):  # file suffixes: train.zh, train.en
+            value = getattr(self, name)
+            valid = isinstance(value, str) and _LANGUAGE.fullmatch(value) is not None
+            _require(valid, f"{key}.{name}", "a language code such as 'zh' or 'en'", value)
         _require(
             self.src_lang != self.tgt_lang,
             f"{key}.tgt_lang",
@@ -86,14 +126,10 @@ class DataConfig:
             self.tgt_lang,
         )
         for name in ("dev_size", "test_size"):
-            _require(getattr(self, name) >= 0, f"{key}.{name}", "a size >= 0", getattr(self, name))
+            _check_int(self, key, name, 0)
+        _check_int(self, key, "split_seed", 0, 2**32 - 1)  # sentencepiece takes a uint32
         _check_positive(self, key, "max_chars", "threads")
-        _require(
-            self.max_length_ratio >= 1,
-            f"{key}.max_length_ratio",
-            "a ratio >= 1",
-            self.max_length_ratio,
-        )
+        _check_number(self, key, "max_length_ratio", low=1)
         self.vocab.validate(f"{key}.vocab")
 
 
@@ -114,7 +150,7 @@ class RFAConfig:
     def validate(self, key: str = "model.transformer.rfa") -> None:
         _check_choices(self, key)
         _check_positive(self, key, "num_features")
-        _require(self.sigma > 0, f"{key}.sigma", "a positive number", self.sigma)
+        _check_number(self, key, "sigma", low=0, low_open=True)
         redraw = self.redraw
         if isinstance(redraw, str):
             valid = redraw in ("fixed", "every_step")
@@ -234,6 +270,42 @@ class TrainingConfig:
     log_every: int = 50
     tensorboard: bool = True  # used when tensorboard is installed
 
+    def validate(self, key: str = "training") -> None:
+        """Range checks. Whether the device exists is checked when training starts
+        (nmt/devices.py); here only its spelling."""
+        _check_choices(self, key)
+        _check_text(self, key, "output_dir")
+        valid_device = isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None
+        _require(
+            valid_device, f"{key}.device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", self.device
+        )
+        _check_int(self, key, "seed", 0, 2**63 - 1)
+        for name in ("max_tokens", "accumulate", "valid_every", "log_every", "plateau_patience"):
+            _check_int(self, key, name, 1)
+        for name in (
+            "threads",  # 0: torch's default
+            "warmup_steps",
+            "max_steps",  # 0: no limit, as for the next two
+            "max_epochs",
+            "valid_max_sentences",
+            "early_stopping_patience",
+            "keep_checkpoints",
+        ):
+            _check_int(self, key, name, 0)
+        _check_number(self, key, "lr", low=0, low_open=True)
+        betas = self.betas
+        valid_betas = isinstance(betas, (list, tuple)) and len(betas) == 2
+        _require(valid_betas, f"{key}.betas", "a list of two values in [0, 1)", betas)
+        for index, beta in enumerate(betas):
+            _check_value(beta, f"{key}.betas[{index}]", 0, 1, high_open=True)
+        _check_number(self, key, "eps", low=0, low_open=True)
+        _check_number(self, key, "weight_decay", low=0)
+        _check_number(self, key, "plateau_factor", 0, 1, low_open=True, high_open=True)
+        _check_number(self, key, "min_lr", low=0)
+        _check_probability(self, key, "label_smoothing")
+        _check_number(self, key, "clip_norm", low=0)  # 0 disables clipping
+        _check_number(self, key, "max_minutes", low=0)  # finite: 0 means no limit
+
 
 @dataclass
 class DecodingConfig:
@@ -273,14 +345,9 @@ class DecodingSettings:
     def __post_init__(self, key: str) -> None:
         _check_positive(self, key, "beam_size", "n_best", "batch_size")
         _require(self.n_best <= self.beam_size, f"{key}.n_best", "<= beam_size", self.n_best)
-        _require(self.max_len_a >= 0, f"{key}.max_len_a", "a value >= 0", self.max_len_a)
-        _require(self.max_len_b >= 0, f"{key}.max_len_b", "an integer >= 0", self.max_len_b)
-        _require(
-            math.isfinite(self.length_penalty),
-            f"{key}.length_penalty",
-            "a finite number",
-            self.length_penalty,
-        )
+        _check_number(self, key, "max_len_a", low=0)
+        _check_int(self, key, "max_len_b", 0)
+        _check_number(self, key, "length_penalty")  # negative favours short output; allowed
 
     @classmethod
     def from_config(
@@ -339,6 +406,17 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _as_number(value: Any) -> int | float | None:
+    """``value`` as a number if it is one or spells one (``'5e-4'``), else None."""
+    if isinstance(value, bool):
+        return None  # a bool is an int to Python, never a number in a config
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
 def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -363,11 +441,21 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if value is None:
             return None
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        number = _as_number(value)
+        if number is not None:
+            try:
+                return float(number)
+            except OverflowError:  # an int too large for a float
+                pass
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        number = _as_number(value)
+        if isinstance(number, int):
+            return number
+        # A whole number in float spelling (1e3, 1000.0) is that integer; 1.5 is refused.
+        if isinstance(number, float) and number.is_integer() and abs(number) <= _EXACT_INT:
+            return int(number)
+        if number is not None:
+            raise ConfigError(f"{path}: expected int (a whole number), got {value!r}")
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -416,7 +504,12 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: '{key}' is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"override {override!r}: not a YAML value: {_yaml_problem(error)}"
+        ) from None
 
 
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -424,6 +517,10 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     raw = copy.deepcopy(dict(raw or {}))  # overrides must not change the caller's dict
     for override in overrides:
         _apply_override(raw, override)
+    for section, keys in _RETIRED_KEYS.items():
+        if isinstance(raw.get(section), dict):
+            for key in keys:
+                raw[section].pop(key, None)
     config = _build(Config, raw, "")
     validate(config)
     return config
@@ -434,17 +531,72 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = _read_yaml_mapping(path)
     raw.setdefault("name", path.stem)
     try:
         return config_from_dict(raw, overrides)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; anything else is one ConfigError naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # binary data; UTF-16 text has them too, and both need converting
+        raise ConfigError(
+            f"{path}: not a text file (NUL byte at byte {nul + 1}); expected YAML in UTF-8"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x}); "
+            "save the config as UTF-8"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = _yaml_where(error, text)
+        raise ConfigError(f"{path}: not valid YAML{where}: {_yaml_problem(error)}") from None
+    sections = ", ".join(f.name for f in dataclasses.fields(Config) if f.name != "name")
+    if raw is None:
+        raise ConfigError(f"{path}: empty; expected a mapping of sections ({sections})")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections ({sections}) at the top level, "
+            f"got {type(raw).__name__}"
+        )
+    return raw
+
+
+def _yaml_where(error: yaml.YAMLError, text: str) -> str:
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        return f" at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        return f" at line {line}, column {column}"
+    return ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's message on one line, without its excerpt of the file."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        text = error.problem + (f" ({error.context})" if error.context else "")
+    elif isinstance(error, yaml.reader.ReaderError):
+        text = f"character #x{error.character:04x}: {error.reason}"
+    else:
+        text = str(error)
+    return " ".join(text.split())
+
+
+# --- range checks ---------------------------------------------------------------------------
 
 
 def _require(condition: bool, key: str, expected: str, value: Any) -> None:
@@ -462,36 +614,92 @@ def _check_choices(section: Any, key: str) -> None:
             )
 
 
+def _check_int(section: Any, key: str, name: str, low: int, high: int | None = None) -> None:
+    """An integer field in ``[low, high]`` (the type too: dataclasses built in code)."""
+    value = getattr(section, name)
+    valid = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if high is None:
+        _require(valid, f"{key}.{name}", f"an integer >= {low}", value)
+    else:
+        _require(valid and value <= high, f"{key}.{name}", f"an integer in [{low}, {high}]", value)
+
+
 def _check_positive(section: Any, key: str, *names: str) -> None:
     for name in names:
-        value = getattr(section, name)
-        _require(value >= 1, f"{key}.{name}", "an integer >= 1", value)
+        _check_int(section, key, name, 1)
+
+
+def _check_number(
+    section: Any,
+    key: str,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """A finite number field between ``low`` and ``high`` (each bound open or closed)."""
+    value = getattr(section, name)
+    _check_value(value, f"{key}.{name}", low, high, low_open=low_open, high_open=high_open)
+
+
+def _check_value(
+    value: Any,
+    key: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # nan and inf pass no useful range: every float setting needs a finite value.
+    _require(number and math.isfinite(value), key, "a finite number", value)
+    if low is None and high is None:
+        return
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    if low is not None and high is not None:
+        expected = (
+            f"a value in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        )
+    elif low is not None:
+        expected = f"a value {'>' if low_open else '>='} {low:g}"
+    else:
+        expected = f"a value {'<' if high_open else '<='} {high:g}"
+    _require(above and below, key, expected, value)
 
 
 def _check_probability(section: Any, key: str, *names: str) -> None:
     for name in names:
+        _check_number(section, key, name, 0, 1, high_open=True)
+
+
+def _check_text(section: Any, key: str, *names: str) -> None:
+    for name in names:
         value = getattr(section, name)
-        _require(0 <= value < 1, f"{key}.{name}", "a value in [0, 1)", value)
+        _require(
+            isinstance(value, str) and value.strip() != "",
+            f"{key}.{name}",
+            "a non-empty string",
+            value,
+        )
 
 
 def validate(config: Config) -> None:
-    """Range checks that types alone cannot express."""
-    config.data.validate()
-    t, m, d = config.training, config.model, config.decoding
-    _require(t.max_tokens > 0, "training.max_tokens", "a positive number of tokens", t.max_tokens)
-    _require(t.accumulate >= 1, "training.accumulate", "an integer >= 1", t.accumulate)
-    _require(t.lr > 0, "training.lr", "a positive learning rate", t.lr)
-    _require(len(t.betas) == 2, "training.betas", "a list of two floats", t.betas)
+    """Every section's range checks, then those that span sections."""
     _require(
-        0 <= t.label_smoothing < 1,
-        "training.label_smoothing",
-        "a value in [0, 1)",
-        t.label_smoothing,
+        isinstance(config.name, str) and config.name.strip() != "",
+        "name",
+        "a non-empty string (the run folder's name)",
+        config.name,
     )
-    _require(t.valid_every > 0, "training.valid_every", "a positive number of steps", t.valid_every)
-    d.validate()
-    m.validate()
-    if m.transformer.share_embeddings:
+    config.data.validate()
+    config.model.validate()
+    config.training.validate()
+    config.decoding.validate()
+    if config.model.transformer.share_embeddings:
         _require(
             config.data.vocab.joint,
             "data.vocab.joint",

@@ -1,5 +1,6 @@
 """Corpus readers: both formats, their line handling, and their errors."""
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,68 @@ def test_resolve_input_finds_aligned_prefix_or_tsv(tmp_path):
         resolve_input("half", tmp_path, "zh", "en")
     with pytest.raises(DataError, match="no corpus 'missing'"):
         resolve_input("missing", tmp_path, "zh", "en")
+
+
+# --- gzip-compressed files ---------------------------------------------------------------
+
+
+def write_gz(path: Path, data: str | bytes) -> Path:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    path.write_bytes(gzip.compress(raw, mtime=0))
+    return path
+
+
+def test_gzip_files_are_read_with_the_same_line_rules(tmp_path):
+    zh = write_gz(tmp_path / "t.zh.gz", "\ufeff你好。\r\n再见\u2028朋友。\n")
+    en = write(tmp_path / "t.en", "Hello.\nGoodbye, friend.")  # a plain partner is fine
+    corpus = resolve_input("t", tmp_path, "zh", "en")
+    assert corpus == CorpusInput("aligned", (zh, en), "zh", "en")
+    assert list(read_pairs(corpus)) == [
+        SentencePair("你好。", "Hello."),
+        SentencePair("再见\u2028朋友。", "Goodbye, friend."),
+    ]
+    assert count_lines(zh) == 2 and read_lines(zh) == ["你好。", "再见\u2028朋友。"]
+    tsv = write_gz(tmp_path / "c.tsv.gz", f"Hi.\t嗨。\t{CREDIT}\n")
+    assert list(read_tsv(tsv, "zh", "en")) == [SentencePair("嗨。", "Hi.", CREDIT)]
+
+
+def test_a_plain_file_is_preferred_to_its_gzip_copy(tmp_path):
+    write(tmp_path / "t.zh", "一\n")
+    write_gz(tmp_path / "t.zh.gz", "二\n")
+    write_gz(tmp_path / "t.en.gz", "one\n")
+    corpus = resolve_input("t", tmp_path, "zh", "en")
+    assert corpus.paths == (tmp_path / "t.zh", tmp_path / "t.en.gz")
+    write_gz(tmp_path / "half.zh.gz", "一\n")
+    with pytest.raises(DataError, match=r"half\.zh\.gz but not its aligned partner .*half\.en"):
+        resolve_input("half", tmp_path, "zh", "en")
+
+
+def test_gzip_text_that_is_not_utf8_names_file_and_line(tmp_path):
+    zh = write_gz(tmp_path / "t.zh.gz", "好\n".encode() + "坏\n".encode("gb18030"))
+    with pytest.raises(DataError, match=r"t\.zh\.gz:2: not valid UTF-8"):
+        read_lines(zh)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "not_gzip", "empty"])
+def test_a_damaged_gzip_file_is_a_data_error_naming_it(tmp_path, damage):
+    text = "".join(f"第{i}句。\n" for i in range(5000)).encode("utf-8")
+    packed = gzip.compress(text, mtime=0)
+    if damage == "truncated":
+        packed = packed[: len(packed) // 2]
+    elif damage == "flipped":  # garbage in the middle: caught by the checksum at the end
+        middle = len(packed) // 2
+        packed = packed[:middle] + bytes([packed[middle] ^ 0xFF]) + packed[middle + 1 :]
+    elif damage == "not_gzip":
+        packed = text
+    else:  # an interrupted write: not even a gzip header
+        packed = b""
+    zh = write(tmp_path / "t.zh.gz", packed)
+    en = write(tmp_path / "t.en", "x\n" * 5000)
+    reads = [
+        lambda: count_lines(zh),
+        lambda: read_lines(zh),
+        lambda: list(read_aligned(zh, en)),
+    ]
+    for read in reads:
+        with pytest.raises(DataError, match=rf"{zh}: damaged or truncated gzip file"):
+            read()

@@ -3,7 +3,7 @@ command is ``nmt prepare``).
 
 The steps (each streams its input, see :mod:`nmt.data.pipeline`):
 
-1. locate the corpus (mirror folder or download, checksums checked);
+1. locate the corpus (mirror, embedded copy or download; checksums checked);
 2. copy given dev/test sets as they are (unfiltered: they must stay aligned with their
    references) and remember their sentences;
 3. normalise and clean the training pairs, dropping any that share a sentence with dev/test;
@@ -12,8 +12,9 @@ The steps (each streams its input, see :mod:`nmt.data.pipeline`):
 5. train the sentencepiece model(s) on the training split;
 6. encode every split to token ids.
 
-Everything lands in ``data.output_dir`` with a manifest; the next run with the same inputs
-and settings reuses it (:mod:`nmt.data.cache`).
+Everything lands in ``data.output_dir`` (``<output_dir>-upstream`` for a download of the
+latest upstream release, see ``DataConfig.prepared_dir``) with a manifest; the next run with
+the same inputs and settings reuses it (:mod:`nmt.data.cache`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class PreparedData:
 def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
     """Prepare the data of ``config``, or reuse a previous preparation of the same inputs."""
     config.validate()
-    output_dir = Path(config.output_dir)
+    output_dir = config.prepared_dir
     try:
         files = locate_corpus(
             config.corpus,
@@ -118,7 +119,7 @@ def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
             config.train,
             {"dev": config.dev, "test": config.test},
             download_dir=output_dir / "download",
-            allow_download=config.download,
+            source=config.source,
             verify_checksums=config.verify_checksums,
         )
     except CorpusNotFoundError as error:
@@ -131,12 +132,17 @@ def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
         return data
 
     settings = dataclasses.asdict(config)
-    for unrelated in ("output_dir", "download", "verify_checksums"):
+    # The inputs' content identifies the data: the mirror's files and the embedded copy of
+    # the same split share one build, a download (other files) never does.
+    for unrelated in ("output_dir", "source", "verify_checksums"):
         settings.pop(unrelated)
     fingerprint = cache.fingerprint(settings, files.checksums)
     if not force and cache.is_current(output_dir, fingerprint):
         data = PreparedData.load(output_dir)
         data.summary.reused = True
+        # This run's inputs: the same content as the build's, maybe from another place.
+        data.summary.origin, data.summary.credit = files.origin, files.credit
+        data.summary.train_input = " + ".join(path.name for path in files.train.paths)
         return data
     return _build(config, files, output_dir, fingerprint)
 

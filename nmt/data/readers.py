@@ -9,14 +9,22 @@ Lines end at ``\\n`` only (``\\r\\n`` is accepted); other separators such as U+2
 inside the line, so line numbers agree with ``wc -l`` and with the files' line alignment.
 Bytes that are not UTF-8 stop the reader with the file and line number: guessing an
 encoding would silently corrupt sentences, so the user converts the file instead.
+
+A file whose name ends in ``.gz`` is decompressed while it is read (the corpus embedded in
+``data/corpora/`` is stored so), with the same line rules; a damaged or truncated archive
+is a :class:`~nmt.errors.DataError` naming it. ``NAME.zh.gz`` + ``NAME.en.gz`` is an aligned
+prefix like ``NAME.zh`` + ``NAME.en``.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from nmt.errors import DataError
 
@@ -45,10 +53,11 @@ class CorpusInput:
 
 
 def resolve_input(name: str, folder: Path, src_lang: str, tgt_lang: str) -> CorpusInput:
-    """Find ``name`` as an aligned prefix (``name.<lang>``) or a TSV file inside ``folder``."""
+    """Find ``name`` as an aligned prefix (``name.<lang>``, or ``name.<lang>.gz``) or a TSV
+    file inside ``folder``."""
     base = Path(name) if Path(name).is_absolute() else folder / name
-    source = base.with_name(f"{base.name}.{src_lang}")
-    target = base.with_name(f"{base.name}.{tgt_lang}")
+    source = _plain_or_gzip(base.with_name(f"{base.name}.{src_lang}"))
+    target = _plain_or_gzip(base.with_name(f"{base.name}.{tgt_lang}"))
     if source.is_file() and target.is_file():
         return CorpusInput("aligned", (source, target), src_lang, tgt_lang)
     if source.is_file() != target.is_file():
@@ -57,7 +66,42 @@ def resolve_input(name: str, folder: Path, src_lang: str, tgt_lang: str) -> Corp
     if base.is_file():
         return CorpusInput("tsv", (base,), src_lang, tgt_lang)
     raise CorpusNotFoundError(
-        f"no corpus '{name}' in {folder}: expected {source} and {target}, or a TSV {base}"
+        f"no corpus '{name}' in {folder}: expected {source} and {target} (plain or .gz), "
+        f"or a TSV {base}"
+    )
+
+
+def _plain_or_gzip(path: Path) -> Path:
+    """``path``, or ``path.gz`` when only the compressed file exists."""
+    compressed = path.with_name(path.name + ".gz")
+    return compressed if not path.is_file() and compressed.is_file() else path
+
+
+def is_gzip(path: Path) -> bool:
+    return path.suffix == ".gz"
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes, decompressed on the fly if it is a ``.gz`` file.
+    Reading a damaged archive raises what :func:`gzip_error` turns into a DataError."""
+    try:
+        if not is_gzip(path):
+            return open(path, "rb")
+        if path.stat().st_size == 0:  # gzip would read it as empty text; it is truncated
+            raise gzip_error(path, EOFError("empty file"))
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}") from None
+
+
+# What gzip raises for a truncated (EOFError) or damaged (BadGzipFile, zlib.error) archive.
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def gzip_error(path: Path, error: Exception) -> DataError:
+    reason = str(error) or type(error).__name__
+    return DataError(
+        f"{path}: damaged or truncated gzip file ({reason}); replace it with an intact copy"
     )
 
 
@@ -113,20 +157,20 @@ def read_lines(path: str | Path) -> list[str]:
 def count_lines(path: Path) -> int:
     """Number of lines as :func:`read_lines` sees them (a last line may lack its newline)."""
     count, last_byte = 0, b"\n"
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
-            last_byte = chunk[-1:]
+    with open_binary(path) as handle:
+        try:
+            while chunk := handle.read(1 << 20):
+                count += chunk.count(b"\n")
+                last_byte = chunk[-1:]
+        except GZIP_ERRORS as error:
+            raise gzip_error(path, error) from None
     return count + (last_byte != b"\n")
 
 
 def _lines(path: Path) -> Iterator[str]:
     """The lines of ``path`` without their ends, decoded strictly as UTF-8, BOM dropped."""
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="\n")
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror}") from None
-    with handle:
+    binary = open_binary(path)
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="\n") as handle:
         try:
             for line in handle:
                 if line.endswith("\n"):
@@ -134,18 +178,29 @@ def _lines(path: Path) -> Iterator[str]:
                 yield line
         except UnicodeDecodeError:
             raise _decoding_error(path) from None
+        except GZIP_ERRORS as error:
+            raise gzip_error(path, error) from None
 
 
 def _decoding_error(path: Path) -> DataError:
     """Find the first line that is not UTF-8 (decoding above works in chunks, not lines)."""
-    with open(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                return DataError(
-                    f"{path}:{line_number}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at "
-                    f"byte {error.start + 1} of the line); convert the file to UTF-8, "
-                    f"e.g. with 'iconv -f GB18030 -t UTF-8'"
-                )
-    return DataError(f"{path}: not valid UTF-8")
+    found = DataError(f"{path}: not valid UTF-8")
+    with open_binary(path) as handle:
+        try:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    found = DataError(
+                        f"{path}:{line_number}: not valid UTF-8 (byte 0x{raw[error.start]:02x} "
+                        f"at byte {error.start + 1} of the line); convert the file to UTF-8, "
+                        f"e.g. with 'iconv -f GB18030 -t UTF-8'"
+                    )
+                    break
+            # A damaged archive decompresses to garbage before its checksum fails at the end:
+            # then the archive is the problem, not the text's encoding.
+            while is_gzip(path) and handle.read(1 << 20):
+                pass
+        except GZIP_ERRORS as error:
+            return gzip_error(path, error)
+    return found

@@ -1,13 +1,19 @@
-"""Where a corpus comes from: a mirror folder, else the corpus's public download address.
+"""Where a corpus comes from: a mirror folder, the copy embedded in the repository, or (only
+when asked) the corpus's public download address. ``data.source`` chooses:
 
-1. The mirror: ``$DATA_MIRROR/<corpus>/`` (``DATA_MIRROR`` defaults to ``../shared/data``
-   beside the repository when that exists), or ``data.corpus`` given as an absolute folder.
-   ``data.train``/``dev``/``test`` name files inside it.
-2. Otherwise, for a corpus listed in :data:`KNOWN_CORPORA`, the public archive is downloaded
-   into ``<output_dir>/download/``. It holds only the TSV, so dev and test are split off it
-   by seed.
+* ``auto`` (the default): ``data.corpus`` given as an absolute folder is used as it is.
+  Otherwise the mirror ``$DATA_MIRROR/<corpus>/`` when ``DATA_MIRROR`` is set and holds the
+  corpus, else the copy embedded in the repository, ``data/corpora/<corpus>/``: for
+  ``tatoeba-zh-en`` the canonical split, gzip-compressed, so a fresh clone works offline.
+* ``mirror`` or ``embedded``: only that place.
+* ``download``: for a corpus listed in :data:`KNOWN_CORPORA`, the latest upstream release is
+  downloaded into ``<prepared dir>/download/``. It holds only the TSV, so dev and test are
+  split off it by seed: not the canonical split, which is why it is prepared into a folder
+  of its own (:attr:`nmt.config.DataConfig.prepared_dir`).
 
-Files of a known corpus are checked against pinned sha256 sums (``data.verify_checksums``).
+``data.train``/``dev``/``test`` name files inside the folder found. Files of a known corpus
+are checked against pinned sha256 sums of their content, decompressed for ``.gz`` files, so
+the embedded copy and the mirror's plain files share the pins (``data.verify_checksums``).
 """
 
 from __future__ import annotations
@@ -18,14 +24,29 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt.data.readers import CorpusInput, CorpusNotFoundError, resolve_input
+from nmt.data.readers import (
+    GZIP_ERRORS,
+    CorpusInput,
+    CorpusNotFoundError,
+    gzip_error,
+    is_gzip,
+    open_binary,
+    read_aligned,
+    read_tsv,
+    resolve_input,
+)
 from nmt.errors import DataError
 
 MIRROR_ENV = "DATA_MIRROR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Corpora that travel with the repository (data/README.md); the prepared output goes
+# elsewhere (data.output_dir), so these folders only ever hold the inputs.
+EMBEDDED_DIR = REPO_ROOT / "data" / "corpora"
+EMBEDDED_CREDITS = "credits.tsv.gz"  # per-pair attribution of an embedded copy
 
 
 @dataclass(frozen=True)
@@ -34,7 +55,7 @@ class KnownCorpus:
     archive_member: str  # the TSV inside the archive
     tsv_name: str  # the TSV's name in the mirror (and after download)
     sha256: dict[str, str]  # file name -> pinned sha256 of the version the project uses
-    credit: str
+    licence: str  # who made it and under which licence
 
 
 KNOWN_CORPORA = {
@@ -51,8 +72,7 @@ KNOWN_CORPORA = {
             "test.zh": "5e1258e11baf551e2b0d97c53090d73fbf8ea6518a2b26dc6ba822bcd33a413d",
             "test.en": "7ac01e26ff84a94260da9871dc04a8f9e48663f07a891f12bc9e30a9940f60fb",
         },
-        credit="Tatoeba (tatoeba.org) via manythings.org, CC-BY 2.0 FR; "
-        "per-sentence credit in the TSV's attribution column",
+        licence="Tatoeba (tatoeba.org) via manythings.org, CC-BY 2.0 FR",
     ),
 }
 
@@ -65,16 +85,15 @@ class CorpusFiles:
     held_out: dict[str, CorpusInput | None]  # "dev"/"test" -> given files, or None: split off
     origin: str  # where the files were found, for the summary
     credit: str = ""
-    checksums: dict[str, str] | None = None  # path -> sha256, reused for the cache fingerprint
+    # Content path (``.gz`` dropped) -> sha256 of the content, for the cache fingerprint:
+    # a compressed copy of a file fingerprints like the file.
+    checksums: dict[str, str] | None = None
 
 
 def find_mirror() -> Path | None:
-    """``$DATA_MIRROR`` if set, else ``../shared/data`` beside the repository if present."""
+    """``$DATA_MIRROR`` when set (and not empty), else None: without it, the embedded copy."""
     configured = os.environ.get(MIRROR_ENV, "").strip()
-    if configured:
-        return Path(configured)
-    default = REPO_ROOT.parent / "shared" / "data"
-    return default if default.is_dir() else None
+    return Path(configured) if configured else None
 
 
 def locate_corpus(
@@ -84,64 +103,133 @@ def locate_corpus(
     train: str,
     held_out: dict[str, str | None],
     download_dir: Path,
-    allow_download: bool = True,
+    source: str = "auto",
     verify_checksums: bool = True,
 ) -> CorpusFiles:
-    """Find (or fetch) the files of ``corpus``; errors say exactly what to put where."""
+    """Find (or, with ``source='download'``, fetch) the files of ``corpus``; when they are
+    nowhere, the error says exactly what to put where."""
     known = KNOWN_CORPORA.get(corpus)
-    mirror = find_mirror()
-    folder = Path(corpus) if Path(corpus).is_absolute() else (mirror / corpus if mirror else None)
-
-    if folder is not None and folder.is_dir():
+    if source == "download":
+        files = _download_files(corpus, known, src_lang, tgt_lang, held_out, download_dir)
+    else:
+        folder, origin = _find_folder(corpus, source, known, verify_checksums, download_dir)
+        train_input = resolve_input(train, folder, src_lang, tgt_lang)
         files = CorpusFiles(
-            train=resolve_input(train, folder, src_lang, tgt_lang),
+            train=train_input,
             held_out={
                 split: None if name is None else resolve_input(name, folder, src_lang, tgt_lang)
                 for split, name in held_out.items()
             },
-            origin=f"folder {folder}",
-            credit=known.credit if known else "",
+            origin=origin,
+            credit=_credit(known, train_input, folder),
         )
-    elif known is not None and allow_download:
-        try:
-            tsv = _download(known, download_dir)
-        except DataError as error:
-            raise CorpusNotFoundError(
-                _not_found_message(corpus, mirror, known, download_dir, str(error))
-            ) from None
-        files = CorpusFiles(
-            train=CorpusInput("tsv", (tsv,), src_lang, tgt_lang),
-            held_out={split: None for split in held_out},
-            origin=f"download {known.url}",
-            credit=known.credit,
-        )
-    else:
-        reason = "downloading is off (data.download=false)" if known else "no download address"
-        raise CorpusNotFoundError(_not_found_message(corpus, mirror, known, download_dir, reason))
-
     files.checksums = _checksums(files, known if verify_checksums else None)
     return files
 
 
-def file_sha256(path: Path) -> str:
+def _find_folder(
+    corpus: str, source: str, known: KnownCorpus | None, verified: bool, download_dir: Path
+) -> tuple[Path, str]:
+    """(folder, origin for the summary) of a corpus found in a folder, by ``source``."""
+    if Path(corpus).is_absolute():
+        folder = Path(corpus)
+        if source == "embedded":
+            raise CorpusNotFoundError(
+                f"data.source=embedded names a corpus in {_shown(EMBEDDED_DIR)}/, but "
+                f"data.corpus is a folder ({corpus}); use data.source=auto for a folder"
+            )
+        if folder.is_dir():
+            return folder, f"folder {folder}"
+        raise CorpusNotFoundError(
+            f"corpus folder {folder} does not exist; put the corpus's files there "
+            f"(data.train, data.dev, data.test name them)"
+        )
+    mirror = find_mirror()
+    if source in ("auto", "mirror") and mirror is not None and (mirror / corpus).is_dir():
+        return mirror / corpus, f"mirror {mirror / corpus} (${MIRROR_ENV})"
+    embedded = EMBEDDED_DIR / corpus
+    if source in ("auto", "embedded") and embedded.is_dir():
+        what = "embedded canonical split" if known and verified else "embedded copy"
+        origin = f"{what} ({_shown(embedded)})"
+        if mirror is not None:  # a mirror that lacks the corpus is worth a word
+            origin += f"; {mirror / corpus} does not exist"
+        return embedded, origin
+    raise CorpusNotFoundError(_not_found_message(corpus, source, mirror, known, download_dir))
+
+
+def _download_files(
+    corpus: str,
+    known: KnownCorpus | None,
+    src_lang: str,
+    tgt_lang: str,
+    held_out: dict[str, str | None],
+    download_dir: Path,
+) -> CorpusFiles:
+    if known is None:
+        raise CorpusNotFoundError(
+            f"data.source=download: no download address for corpus '{corpus}' (known: "
+            f"{', '.join(KNOWN_CORPORA)}); put its files into a folder and name it in "
+            f"data.corpus, or into $DATA_MIRROR/{corpus}/"
+        )
+    try:
+        tsv = _download(known, download_dir)
+    except DataError as error:
+        raise CorpusNotFoundError(
+            f"corpus '{corpus}': {error}. Download {known.url} yourself and unzip its "
+            f"{known.archive_member} to {download_dir / known.tsv_name}; or use the canonical "
+            f"split with data.source=auto (the embedded copy, no download needed)"
+        ) from None
+    return CorpusFiles(
+        train=CorpusInput("tsv", (tsv,), src_lang, tgt_lang),
+        held_out={split: None for split in held_out},
+        origin=f"download of the latest upstream release, {known.url} (not the canonical "
+        f"split: dev and test split off by seed)",
+        credit=f"{known.licence}; per-sentence credit in the TSV's attribution column",
+    )
+
+
+def _credit(known: KnownCorpus | None, train: CorpusInput, folder: Path) -> str:
+    """The licence and where each sentence's credit is, for the summary."""
+    if known is None:
+        return ""
+    if train.kind == "tsv":
+        return f"{known.licence}; per-sentence credit in the TSV's attribution column"
+    credits = folder / EMBEDDED_CREDITS
+    if credits.is_file():
+        return f"{known.licence}; per-sentence credit in {_shown(credits)}"
+    return f"{known.licence}; per-sentence credit in {known.tsv_name}'s attribution column"
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file's content: of the decompressed bytes for a ``.gz`` file."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    with open_binary(path) as handle:
+        try:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        except GZIP_ERRORS as error:
+            raise gzip_error(path, error) from None
     return digest.hexdigest()
 
 
+def content_name(path: Path) -> str:
+    """The name of a file's content: ``train.zh`` for ``train.zh`` and ``train.zh.gz``."""
+    return path.stem if is_gzip(path) else path.name
+
+
 def _checksums(files: CorpusFiles, known: KnownCorpus | None) -> dict[str, str]:
-    """sha256 of every input file; for a known corpus, pinned sums must match."""
+    """sha256 of every input file's content; for a known corpus, pinned sums must match.
+    Hashing streams: the canonical split, compressed or not, takes about 10 ms."""
     inputs = [files.train, *(given for given in files.held_out.values() if given)]
     sums = {}
     for path in (path for corpus_input in inputs for path in corpus_input.paths):
-        sums[str(path)] = actual = file_sha256(path)
-        expected = known.sha256.get(path.name) if known else None
+        sums[str(path.with_name(content_name(path)))] = actual = content_sha256(path)
+        expected = known.sha256.get(content_name(path)) if known else None
         if expected is not None and actual != expected:
+            what = "its decompressed content has" if is_gzip(path) else "sha256"
             raise DataError(
-                f"checksum mismatch for {path}: sha256 {actual}, expected {expected} (the "
-                f"version the project's results use). The file is damaged or a different "
+                f"checksum mismatch for {path}: {what} sha256 {actual}, expected {expected} "
+                f"(the version the project's results use). The file is damaged or a different "
                 f"release; replace it, or accept it with data.verify_checksums=false"
             )
     return sums
@@ -172,22 +260,56 @@ def _download(known: KnownCorpus, download_dir: Path) -> Path:
 
 
 def _not_found_message(
-    corpus: str, mirror: Path | None, known: KnownCorpus | None, download_dir: Path, reason: str
+    corpus: str,
+    source: str,
+    mirror: Path | None,
+    known: KnownCorpus | None,
+    download_dir: Path,
 ) -> str:
-    if Path(corpus).is_absolute():
-        looked, target = f"{corpus} does not exist", f"{corpus}/"
-    elif mirror is not None:
-        looked, target = f"{mirror / corpus} does not exist", f"{mirror / corpus}/"
-    else:
-        looked = f"no mirror (${MIRROR_ENV} unset, no ../shared/data beside the repository)"
-        target = f"<DIR>/{corpus}/ and set {MIRROR_ENV}=<DIR>"
-    message = f"corpus '{corpus}' not found: {looked}; {reason}."
+    looked = []
+    if source in ("auto", "mirror"):
+        looked.append(
+            f"{mirror / corpus} does not exist" if mirror else f"${MIRROR_ENV} is not set"
+        )
+    if source in ("auto", "embedded"):
+        looked.append(f"no embedded copy {_shown(EMBEDDED_DIR / corpus)}/")
+    target = f"{mirror / corpus}/" if mirror else f"<DIR>/{corpus}/ and set {MIRROR_ENV}=<DIR>"
+    message = f"corpus '{corpus}' not found (data.source={source}): {'; '.join(looked)}."
     if known is None:
-        return f"{message} Put its files into {target}."
+        return f"{message} Put its files into {target}, or give data.corpus as an absolute folder."
     aligned = ", ".join(name for name in known.sha256 if name != known.tsv_name)
     return (
         f"{message} Either put {aligned} (or only {known.tsv_name}, with data.train="
-        f"{known.tsv_name} data.dev=null data.test=null) into {target}; or download "
-        f"{known.url} yourself and unzip its {known.archive_member} to "
-        f"{download_dir / known.tsv_name}."
+        f"{known.tsv_name} data.dev=null data.test=null) into {target}; or restore the "
+        f"embedded copy (git checkout -- {_shown(EMBEDDED_DIR / corpus)}); or fetch the "
+        f"latest upstream release, not the canonical split, with data.source=download "
+        f"(or download {known.url} yourself and unzip its {known.archive_member} to "
+        f"{download_dir / known.tsv_name})."
     )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as the docs name it)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def embedded_credits(folder: str | Path, corpus: str = "tatoeba-zh-en") -> Iterator[str]:
+    """Lines ``split<TAB>attribution`` for every pair of the folder's train, dev and test
+    splits, in order, from the TSV's attribution column (``make embed-corpus`` writes them
+    to data/corpora/<corpus>/credits.tsv.gz). A pair the TSV lists more than once with
+    different credits gets them all, joined by `` | ``."""
+    folder, known = Path(folder), KNOWN_CORPORA[corpus]
+    credits: dict[tuple[str, str], list[str]] = {}
+    for pair in read_tsv(folder / known.tsv_name, "zh", "en"):
+        found = credits.setdefault((pair.source, pair.target), [])
+        if pair.attribution and pair.attribution not in found:
+            found.append(pair.attribution)
+    for split in ("train", "dev", "test"):
+        source, target = folder / f"{split}.zh", folder / f"{split}.en"
+        for line, pair in enumerate(read_aligned(source, target), start=1):
+            if (pair.source, pair.target) not in credits:
+                raise DataError(f"{source}:{line}: pair not found in {known.tsv_name}")
+            yield f"{split}\t{' | '.join(credits[pair.source, pair.target])}\n"
