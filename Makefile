@@ -3,7 +3,7 @@
 #
 #   make data     clean, split and encode the corpus, train the vocabularies
 #   make train    train the default experiment (CONFIG=...), resuming if a run exists
-#   make eval     score the best checkpoint on the canonical test split
+#   make eval     score the best checkpoint on the test split of its own data (CONFIG=...)
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
 #
 # Variables: CONFIG, DATA_MIRROR (a folder of corpora to use instead of the copy embedded in
@@ -18,8 +18,6 @@ TORCH_SPEC ?= torch==2.13.0
 export DATA_MIRROR  # make data DATA_MIRROR=DIR: that mirror instead of the embedded copy
 NAME = $(basename $(notdir $(CONFIG)))
 CHECKPOINT ?= runs/$(NAME)/best.pt
-TEST_SRC ?= data/tatoeba-zh-en/test.zh
-TEST_REF ?= data/tatoeba-zh-en/test.en
 
 LOG := $(VENV)/setup.log
 
@@ -60,9 +58,10 @@ data: setup
 train: setup
 	$(PY) -m nmt train --config $(CONFIG)
 
+# The test split of the checkpoint's own data section, in its direction (nmt evaluate --split).
 eval: setup
-	$(PY) -m nmt evaluate --checkpoint $(CHECKPOINT) --src $(TEST_SRC) --ref $(TEST_REF) \
-		--out runs/$(NAME)/test.hyp --report runs/$(NAME)/test_report.json
+	$(PY) -m nmt evaluate --checkpoint $(CHECKPOINT) --split test \
+		--out $(dir $(CHECKPOINT))test.hyp --report $(dir $(CHECKPOINT))test_report.json
 
 test: setup
 	$(PY) -m pytest tests

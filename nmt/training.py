@@ -39,6 +39,7 @@ from nmt.checkpoint import (
     step_checkpoints,
 )
 from nmt.config import Config, DecodingSettings
+from nmt.config import validate as validate_config
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.data.prepare import PreparedData, prepare_data
 from nmt.data.readers import read_lines
@@ -221,6 +222,7 @@ class Trainer:
     """Holds the objects of one run; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, resume: bool = True) -> None:
+        validate_config(config)  # a config built in code gets the checks a file gets
         self.config = config
         t = config.training
         self.rank, self.world_size = distributed_context()

@@ -10,7 +10,8 @@ trainer's dev BLEU all use::
 
 A sentence is normalised as in data preparation, encoded with the source vocabulary, sorted
 by length into batches of ``settings.batch_size`` sentences, searched (``nmt/decoding.py``)
-and decoded back to text; results come back in input order, one per input.
+and decoded back to text (Chinese output with its full-width punctuation restored, which
+normalisation folded to ASCII); results come back in input order, one per input.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import Tensor
 from nmt.checkpoint import load_model
 from nmt.config import Config, DecodingSettings
 from nmt.data.batching import encode_source_batch
-from nmt.data.normalize import normalize
+from nmt.data.normalize import is_chinese, normalize, restore_chinese_punctuation
 from nmt.data.vocab import Vocabulary
 from nmt.decoding import Hypothesis, search
 from nmt.devices import resolve_device
@@ -156,8 +157,12 @@ class Translator:
         return results
 
     def _candidate(self, hypothesis: Hypothesis) -> Candidate:
+        text = self.tgt_vocab.decode(hypothesis.tokens)
+        if is_chinese(self.config.data.tgt_lang):
+            # Normalisation folded the corpus's full-width punctuation to ASCII; put it back.
+            text = restore_chinese_punctuation(text)
         return Candidate(
-            text=self.tgt_vocab.decode(hypothesis.tokens),
+            text=text,
             pieces=self.tgt_vocab.pieces(hypothesis.tokens),
             score=hypothesis.score,
             log_prob=hypothesis.log_prob,

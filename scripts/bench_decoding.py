@@ -56,7 +56,7 @@ class Result:
 def random_translator(config_path: Path) -> Translator:
     """A default-size model of the config with random weights, and the config's vocabularies."""
     config = load_config(config_path)
-    data = PreparedData.load(Path(config.data.output_dir))
+    data = PreparedData.load(config.data.prepared_dir)
     torch.manual_seed(0)
     model = build_model(config.model, len(data.src_vocab), len(data.tgt_vocab))
     return Translator(model, config, data.src_vocab, data.tgt_vocab)
@@ -68,7 +68,7 @@ def overfit_translator(config_path: Path, pairs: int = 32, steps: int = 40) -> T
     so decoding stops where a trained model's would, at the full model's cost per step."""
     translator = random_translator(config_path)
     model = translator.model.train()
-    data = PreparedData.load(Path(translator.config.data.output_dir))
+    data = PreparedData.load(translator.config.data.prepared_dir)
     batch = collate(data.encoded("train"), list(range(pairs)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):

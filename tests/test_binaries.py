@@ -57,13 +57,14 @@ def test_prepare_train_average_evaluate_translate(tmp_path: Path, model_type: st
     averaged = nmt("average", str(run), "-k", "3")
     assert "step-80.pt, step-100.pt, step-120.pt" in averaged.stdout
 
-    # evaluate the averaged model on the prepared test split.
+    # evaluate the averaged model on the test split of the data it was trained on.
     src, ref = data / "test.zh", data / "test.en"
     hyp, report_path = tmp_path / "test.hyp", tmp_path / "report.json"
     evaluated = nmt(
-        "evaluate", "--checkpoint", str(run / "averaged.pt"), "--src", str(src), "--ref", str(ref),
+        "evaluate", "--checkpoint", str(run / "averaged.pt"), "--split", "test",
         "--out", str(hyp), "--report", str(report_path),
     )  # fmt: skip
+    assert report_path.read_text().count(str(src)) == 1  # the split's files were scored
     report = json.loads(report_path.read_text(encoding="utf-8"))
     hypotheses = hyp.read_text(encoding="utf-8").splitlines()
     references = ref.read_text(encoding="utf-8").splitlines()

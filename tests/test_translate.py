@@ -232,6 +232,17 @@ def test_python_api() -> None:
         translator.translate("你好吗?")
 
 
+def test_chinese_output_keeps_chinese_punctuation_and_english_output_ascii() -> None:
+    """The tiny models learnt "你好吗?" with an ASCII mark (normalisation folds full-width
+    ones); Chinese output gets the full-width mark back, English output keeps its own."""
+    to_chinese = Translator.from_checkpoint(tiny_checkpoint("transformer", "en-zh"))
+    (question,) = to_chinese.translate(["How are you?"], S(beam_size=2))
+    assert question.text == "你好吗？"
+    to_english = Translator.from_checkpoint(tiny_checkpoint("transformer", "zh-en"))
+    (answer,) = to_english.translate(["你好吗？"], S(beam_size=2))
+    assert answer.text == "How are you?"
+
+
 def test_read_lines_splits_on_newlines_only(tmp_path: Path) -> None:
     path = tmp_path / "lines"
     path.write_bytes(b"a\r\nb\x0bc\n\n\xffd")

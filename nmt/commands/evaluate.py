@@ -7,22 +7,24 @@ import json
 from pathlib import Path
 
 from nmt.commands.options import add_decoding_arguments, decoding_settings
-from nmt.errors import DataError
+from nmt.data.prepare import prepare_data
+from nmt.errors import DataError, NmtError
 from nmt.evaluation import evaluate
 from nmt.translator import Translator, read_input_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="the model")
+    parser.add_argument("--src", type=Path, metavar="FILE", help="one sentence a line")
     parser.add_argument(
-        "--src", required=True, type=Path, metavar="FILE", help="one sentence a line"
+        "--ref", type=Path, metavar="FILE", help="references, line-aligned with --src"
     )
     parser.add_argument(
-        "--ref",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="references, line-aligned with --src",
+        "--split",
+        choices=("dev", "test"),
+        default="test",
+        help="without --src/--ref: this split of the data the checkpoint was trained on, in "
+        "its direction (prepared if needed; default test)",
     )
     add_decoding_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="HYP", help="write the translations to HYP")
@@ -35,12 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if (args.src is None) != (args.ref is None):
+        raise NmtError("give both --src and --ref, or neither (then --split is scored)")
+    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    if args.src is None:
+        # The checkpoint's own data section names the corpus and the direction.
+        args.src, args.ref = prepare_data(translator.config.data).text_paths(args.split)
     sources, references = read_input_lines(args.src), read_input_lines(args.ref)
     if not sources:
         raise DataError(f"{args.src} has no sentences")
     if len(sources) != len(references):
         raise DataError(f"{args.src} has {len(sources)} lines but {args.ref} has {len(references)}")
-    translator = Translator.from_checkpoint(args.checkpoint, args.device)
     settings = decoding_settings(translator, args)
     hypotheses, report = evaluate(translator, sources, references, settings)
     hyp = None if args.out is None else str(args.out)
