@@ -20,7 +20,7 @@ settings=(
   model.transformer.d_model=64 model.transformer.heads=2 model.transformer.ff_size=128
   model.transformer.encoder_layers=1 model.transformer.decoder_layers=1
   data.vocab.src_size=4000 data.vocab.tgt_size=2000 "data.output_dir=$work/data"
-  training.max_steps=300 training.valid_every=25 training.valid_max_sentences=50
+  training.max_steps=1000 training.valid_every=25 training.valid_max_sentences=50
   training.log_every=25 training.max_tokens=2000 training.max_minutes=0
   training.threads=1 training.deterministic=true training.tensorboard=false
   training.keep_checkpoints=0 "training.output_dir=$work/runs"
