@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 		$(PY) -m pip install -q --upgrade pip; \
 		$(PY) -m pip install -q "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install -q -e ".[dev,plot]"
+	$(PY) -m pip install -q -e ".[dev,plot,export]"
 	@touch $@
 
 data: setup

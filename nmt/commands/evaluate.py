@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt.commands.options import add_decoding_arguments, decoding_settings
+from nmt.commands.options import add_decoding_arguments, decoding_settings, load_translator_for
 from nmt.errors import DataError
 from nmt.evaluation import evaluate
-from nmt.translator import Translator, read_input_lines
+from nmt.translator import read_input_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         raise DataError(f"{args.src} has no sentences")
     if len(sources) != len(references):
         raise DataError(f"{args.src} has {len(sources)} lines but {args.ref} has {len(references)}")
-    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    translator = load_translator_for(args)
     settings = decoding_settings(translator, args)
     hypotheses, report = evaluate(translator, sources, references, settings)
     hyp = None if args.out is None else str(args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nmt.config import ConfigError, DecodingSettings
+from nmt.engines import ENGINES, load_translator
 from nmt.translator import Translator
 
 # Search options and the DecodingSettings fields they set.
@@ -20,7 +21,28 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, n_best: bool = False
     parser.add_argument("--length-penalty", type=float, metavar="ALPHA", help="GNMT alpha")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, auto")
+    add_engine_argument(parser)
     parser.epilog = "Search options left out take the checkpoint's decoding settings."
+
+
+# --- inference engine (nmt/engines: torch or CTranslate2) -----------------------------------
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="auto (default): ctranslate2 for an 'nmt export' directory, else torch; "
+        "ctranslate2 given a checkpoint converts it first",
+    )
+
+
+def load_translator_for(args: argparse.Namespace, checkpoint: str | None = None) -> Translator:
+    """The translator of ``checkpoint`` (default ``args.checkpoint``) on ``args.engine`` and
+    ``args.device``."""
+    path = args.checkpoint if checkpoint is None else checkpoint
+    return load_translator(path, args.engine, args.device)
 
 
 def decoding_settings(
