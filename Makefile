@@ -5,9 +5,12 @@
 #   make train    train the default experiment (CONFIG=...), resuming if a run exists
 #   make eval     score the best checkpoint on the canonical test split
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
+#   make serve    the HTTP server and web page on http://127.0.0.1:5000 (docs/serving.md)
+#   make export   the best checkpoint as an int8 CTranslate2 model (runs/<experiment>/ct2-int8)
 #
 # Variables: CONFIG, DATA_MIRROR (corpora; default ../shared/data when present), PYTHON,
-# TORCH_SPEC (the torch requirement installed when no torch is importable yet).
+# TORCH_SPEC (the torch requirement installed when no torch is importable yet), CHECKPOINT,
+# SERVE_ARGS (more nmt serve options, e.g. SERVE_ARGS="--port 8080 --engine ctranslate2").
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +24,9 @@ CHECKPOINT ?= runs/$(NAME)/best.pt
 TEST_SRC ?= data/tatoeba-zh-en/test.zh
 TEST_REF ?= data/tatoeba-zh-en/test.en
 
-.PHONY: setup data train eval test lint format bench clean
+SERVE_ARGS ?=
+
+.PHONY: setup data train eval test lint format bench serve export clean
 
 setup: $(VENV)/.installed
 
@@ -36,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 		$(PY) -m pip install -q --upgrade pip; \
 		$(PY) -m pip install -q "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install -q -e ".[dev,plot,export]"
+	$(PY) -m pip install -q -e ".[dev,plot,serve,export]"
 	@touch $@
 
 data: setup
@@ -51,6 +56,12 @@ eval: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+serve: setup
+	$(PY) -m nmt serve --checkpoint $(CHECKPOINT) $(SERVE_ARGS)
+
+export: setup
+	$(PY) -m nmt export --checkpoint $(CHECKPOINT) --quantization int8 runs/$(NAME)/ct2-int8
 
 lint: setup
 	$(VENV)/bin/ruff check nmt tests scripts

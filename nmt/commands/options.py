@@ -8,6 +8,8 @@ from nmt.config import ConfigError, DecodingSettings
 from nmt.engines import ENGINES, load_translator
 from nmt.translator import Translator
 
+DEFAULT_CHECKPOINT = "runs/tatoeba_zh_en_transformer/best.pt"
+
 # Search options and the DecodingSettings fields they set.
 OPTIONS = {"beam": "beam_size", "n_best": "n_best", "length_penalty": "length_penalty"}
 OPTIONS["batch_size"] = "batch_size"
