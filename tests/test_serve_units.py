@@ -30,6 +30,8 @@ from nmt.translator import Candidate, Translation
         ("他说：“你好。”我走了。", ["他说：“你好。”", "我走了。"]),
         ("no end", ["no end"]),
         ("?!", ["?!"]),
+        ("Wait... what", ["Wait...", "what"]),
+        ("." * 3000 + "x", ["." * 3000 + "x"]),  # once quadratic: 0.35 s for 5,000 dots
     ],
 )
 def test_split_sentences(line: str, sentences: list[str]) -> None:

@@ -16,21 +16,14 @@ OPTIONS["batch_size"] = "batch_size"
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, n_best: bool = False) -> None:
-    """The search options of ``nmt translate`` and ``nmt evaluate`` (and ``--device``)."""
+    """The search options of ``nmt translate``, ``evaluate`` and ``serve`` (and ``--device``,
+    ``--engine``)."""
     parser.add_argument("--beam", type=int, metavar="N", help="beam size, 1 = greedy")
     if n_best:
         parser.add_argument("--n-best", type=int, metavar="N", help="candidates per sentence")
     parser.add_argument("--length-penalty", type=float, metavar="ALPHA", help="GNMT alpha")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, auto")
-    add_engine_argument(parser)
-    parser.epilog = "Search options left out take the checkpoint's decoding settings."
-
-
-# --- inference engine (nmt/engines: torch or CTranslate2) -----------------------------------
-
-
-def add_engine_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         default="auto",
@@ -38,6 +31,7 @@ def add_engine_argument(parser: argparse.ArgumentParser) -> None:
         help="auto (default): ctranslate2 for an 'nmt export' directory, else torch; "
         "ctranslate2 given a checkpoint converts it first",
     )
+    parser.epilog = "Search options left out take the checkpoint's decoding settings."
 
 
 def load_translator_for(args: argparse.Namespace, checkpoint: str | None = None) -> Translator:

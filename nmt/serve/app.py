@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException
 
 from nmt.serve import languages
 from nmt.serve.service import MAX_BEAM, RequestError, TranslationService
+from nmt.translator import Translation
 
 STATIC = Path(__file__).resolve().parent / "static"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -87,8 +89,8 @@ class TranslateRequest(BaseModel):
 
 class Candidate(BaseModel):
     text: str
-    score: float  # log_prob / ((5 + length) / 6) ** alpha: what ranks candidates
-    log_prob: float
+    score: float | None  # log_prob / ((5 + length) / 6) ** alpha, what ranks candidates
+    log_prob: float | None  # None: -infinity (JSON has no such number)
     tokens: list[str]  # target subwords, without EOS
     attention: list[list[float]] | None = None  # (tokens + EOS) x source_tokens
 
@@ -311,28 +313,7 @@ def _add_own_routes(app: FastAPI, service: TranslationService) -> None:
             "return_attention": request.attention,
         }
         translations = await service.translate_sentences(sentences, route, options)
-        results = []
-        for sentence, translation in zip(sentences, translations, strict=True):
-            candidates = []
-            for candidate in translation.candidates:
-                entry = {
-                    "text": candidate.text,
-                    "score": round(candidate.score, 4),
-                    "log_prob": round(candidate.log_prob, 4),
-                    "tokens": candidate.pieces,
-                }
-                if candidate.attention is not None:
-                    rows = candidate.attention.tolist()
-                    entry["attention"] = [[round(w, 4) for w in row] for row in rows]
-                candidates.append(entry)
-            results.append(
-                {
-                    "source": sentence,
-                    "source_tokens": translation.source_pieces,
-                    "truncated": translation.truncated,
-                    "translations": candidates,
-                }
-            )
+        results = [_sentence_result(s, t) for s, t in zip(sentences, translations, strict=True)]
         body: dict[str, Any] = {
             "source": route.source,
             "target": route.target,
@@ -362,6 +343,33 @@ def _add_own_routes(app: FastAPI, service: TranslationService) -> None:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _sentence_result(sentence: str, translation: Translation) -> dict[str, Any]:
+    """A :class:`SentenceResult` (the fields of ``nmt translate --json --alignments``)."""
+    candidates = []
+    for candidate in translation.candidates:
+        entry: dict[str, Any] = {
+            "text": candidate.text,
+            "score": _number(candidate.score),
+            "log_prob": _number(candidate.log_prob),
+            "tokens": candidate.pieces,
+        }
+        if candidate.attention is not None:
+            rows = candidate.attention.tolist()
+            entry["attention"] = [[round(w, 4) for w in row] for row in rows]
+        candidates.append(entry)
+    return {
+        "source": sentence,
+        "source_tokens": translation.source_pieces,
+        "truncated": translation.truncated,
+        "translations": candidates,
+    }
+
+
+def _number(value: float) -> float | None:
+    """A score for JSON, which has no infinities."""
+    return round(value, 4) if math.isfinite(value) else None
 
 
 # --- ASGI middleware: body size limit and response counting ---------------------------------

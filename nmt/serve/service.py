@@ -181,7 +181,10 @@ class TranslationService:
     ) -> list[TextResult]:
         """LibreTranslate's ``/translate``: texts of any number of lines and sentences (or
         HTML), each sentence translated; ``source`` may be ``auto``."""
-        templates = [html_template(text) if html else text_template(text) for text in texts]
+        if html:  # parsing hostile markup can take a while: off the event loop
+            templates = await asyncio.to_thread(lambda: [html_template(text) for text in texts])
+        else:
+            templates = [text_template(text) for text in texts]
         self.check_size(texts, [template.sentences for template in templates])
         target = languages.canonical(target)
         if languages.canonical(source) == "auto":

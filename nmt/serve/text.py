@@ -20,7 +20,9 @@ from html.parser import HTMLParser
 
 GAP = object()  # between two sentences of one line
 _CLOSING = "”’\"'」』）)\\]"  # quotes and brackets that close a sentence
-_SENTENCE_END = re.compile(rf"(?:[。！？!?…]+|\.+(?=[{_CLOSING}]*\s))[{_CLOSING}]*\s*")
+# A run of dots is tried from its first dot only (the lookbehind), so a long run that does
+# not end a sentence costs linear time, not quadratic.
+_SENTENCE_END = re.compile(rf"(?:[。！？!?…]+|(?<!\.)\.+(?=[{_CLOSING}]*\s))[{_CLOSING}]*\s*")
 _LINE_BREAK = re.compile(r"(\n)")
 _RAW_TEXT_TAGS = frozenset({"script", "style"})  # content kept verbatim (CDATA)
 
