@@ -432,3 +432,21 @@ def test_two_models_for_one_pair_are_refused(tmp_path: Path) -> None:
     checkpoint = str(tiny_checkpoint("transformer"))
     code, _, err = run(["serve", "--checkpoint", checkpoint, "--checkpoint", checkpoint])
     assert code == 2 and "two models translate zh->en" in err
+
+
+def test_the_ctranslate2_engine_serves_the_same(tmp_path: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    from nmt.engines.ctranslate2_export import export_ctranslate2
+
+    export = export_ctranslate2(tiny_checkpoint("transformer"), tmp_path / "ct2", "float32")
+    with running_server("--checkpoint", str(export)) as ct2_server:
+        assert libre(ct2_server, q=SOURCES).json() == {"translatedText": TARGETS}
+        health = ct2_server.request("GET", "/health").json()
+        assert health["models"][0]["engine"] == "ctranslate2"
+        reply = ct2_server.post_json(
+            "/v1/translate", {"q": SOURCES[:2], "source": "zh", "target": "en", "attention": True}
+        ).json()
+        assert reply["engine"] == "ctranslate2" and "note" not in reply
+        for result in reply["results"]:
+            best = result["translations"][0]
+            assert len(best["attention"]) == len(best["tokens"]) + 1
