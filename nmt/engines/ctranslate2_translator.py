@@ -66,19 +66,17 @@ class CTranslate2Translator(Translator):
         directory: Path,
         step: int = 0,
         device: str = "cpu",
-        keep_alive: tempfile.TemporaryDirectory | None = None,
     ) -> None:
         super().__init__(None, config, src_vocab, tgt_vocab, directory, step)  # type: ignore[arg-type]
         self.ct2 = ct2_translator
         self._device = device
-        self._keep_alive = keep_alive  # a temporary export, removed with this object
+        # A temporary export (from_checkpoint), removed when this object is.
+        self._keep_alive: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def from_directory(
-        cls, path: str | Path, device: str = "cpu", threads: int = 0
-    ) -> CTranslate2Translator:
-        """Load an export onto ``device`` (cpu, cuda, cuda:N, auto); ``threads``: CPU threads
-        (0: torch's thread count, so that both engines use the same)."""
+    def from_directory(cls, path: str | Path, device: str = "cpu") -> CTranslate2Translator:
+        """Load an export onto ``device`` (cpu, cuda, cuda:N, auto), with as many CPU
+        threads as torch uses (so that both engines get the same)."""
         ctranslate2 = require_ctranslate2()
         path = Path(path)
         metadata = read_export_metadata(path)
@@ -92,7 +90,7 @@ class CTranslate2Translator(Translator):
                 str(path),
                 device=device_type,
                 device_index=index,
-                intra_threads=threads or torch.get_num_threads(),
+                intra_threads=torch.get_num_threads(),
             )
         except (RuntimeError, ValueError) as error:
             raise CheckpointError(f"CTranslate2 cannot load {path}: {error}") from None
