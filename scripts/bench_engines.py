@@ -7,7 +7,7 @@ thread pool never competes with another's), on the same sentences with the same 
 and prints one table: sentences/s (translation alone, as ``nmt evaluate`` times it), the
 speed-up over our search at the same beam, BLEU and its difference to ours.
 
-Usage (the trained default model, the canonical test split; about 6 minutes on 2 cores):
+Usage (the trained default model, the canonical test split; about 2 minutes on 2 cores):
     .venv/bin/python scripts/bench_engines.py --checkpoint runs/tatoeba_zh_en_transformer/best.pt
 """
 

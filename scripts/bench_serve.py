@@ -14,7 +14,7 @@ docs/benchmarks.md, ``## Server under load``).
 The load generator runs on the same machine and takes some of its CPU: the ratio to the
 baseline is a lower bound of what a separate client machine would see.
 
-Usage (the trained default model, the canonical test split; about 4 minutes per engine):
+Usage (the trained default model, the canonical test split; 2 to 4 minutes per engine):
     .venv/bin/python scripts/bench_serve.py --checkpoint runs/tatoeba_zh_en_transformer/best.pt
     .venv/bin/python scripts/bench_serve.py --checkpoint runs/tatoeba_zh_en_transformer/ct2-int8
 """
