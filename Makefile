@@ -5,10 +5,13 @@
 #   make train    train the default experiment (CONFIG=...), resuming if a run exists
 #   make eval     score the best checkpoint on the test split of its own data (CONFIG=...)
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
+#   make serve    the HTTP server and web page on http://127.0.0.1:5000 (docs/serving.md)
+#   make export   the best checkpoint as an int8 CTranslate2 model (runs/<experiment>/ct2-int8)
 #
 # Variables: CONFIG, DATA_MIRROR (a folder of corpora to use instead of the copy embedded in
 # data/corpora/; unset by default), PYTHON, TORCH_SPEC (the torch requirement installed when
-# no torch is importable yet).
+# no torch is importable yet), CHECKPOINT, SERVE_ARGS (more nmt serve options, e.g.
+# SERVE_ARGS="--port 8080 --engine ctranslate2").
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,8 +23,9 @@ NAME = $(basename $(notdir $(CONFIG)))
 CHECKPOINT ?= runs/$(NAME)/best.pt
 
 LOG := $(VENV)/setup.log
+SERVE_ARGS ?=
 
-.PHONY: setup data train eval test lint format bench clean embed-corpus
+.PHONY: setup data train eval test lint format bench serve export clean embed-corpus
 
 setup: $(VENV)/.installed
 
@@ -45,11 +49,11 @@ $(VENV)/.installed: pyproject.toml
 		$(PY) -m pip install --upgrade pip >>$(LOG) 2>&1 || fail "pip install --upgrade pip"; \
 		$(PY) -m pip install "$(TORCH_SPEC)" >>$(LOG) 2>&1 || fail "pip install $(TORCH_SPEC)"; \
 	fi; \
-	$(PY) -m pip install -e ".[dev,plot]" >>$(LOG) 2>&1 || fail 'pip install -e ".[dev,plot]"'; \
+	$(PY) -m pip install -e ".[dev,plot,serve,export]" >>$(LOG) 2>&1 || fail 'pip install -e ".[dev,plot,serve,export]"'; \
 	versions=$$($(PY) -c "import importlib.metadata as m, torch; \
 		print('torch', torch.__version__ + '$$torch_from' + ', nmt', m.version('nmt'))" 2>>$(LOG)) \
 		|| fail "import torch"; \
-	echo "setup: $(VENV) with $$versions [dev,plot] (log: $(LOG))"
+	echo "setup: $(VENV) with $$versions [dev,plot,serve,export] (log: $(LOG))"
 	@touch $@
 
 data: setup
@@ -65,6 +69,12 @@ eval: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+serve: setup
+	$(PY) -m nmt serve --checkpoint $(CHECKPOINT) $(SERVE_ARGS)
+
+export: setup
+	$(PY) -m nmt export --checkpoint $(CHECKPOINT) --quantization int8 runs/$(NAME)/ct2-int8
 
 lint: setup
 	$(VENV)/bin/ruff check nmt tests scripts

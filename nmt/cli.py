@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nmt.commands.evaluate", "translate a test set and score it with sacrebleu"),
     "translate": ("nmt.commands.translate", "translate sentences (arguments, stdin or a file)"),
     "average": ("nmt.commands.average", "average the weights of the last K checkpoints of a run"),
+    "export": ("nmt.commands.export", "convert a checkpoint for CTranslate2 (fast decoding)"),
+    "serve": ("nmt.commands.serve", "an HTTP translation server: LibreTranslate API, web page"),
 }
 
 

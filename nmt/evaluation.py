@@ -92,7 +92,8 @@ def evaluate(
             name: getattr(settings, name)
             for name in ("beam_size", "length_penalty", "max_len_a", "max_len_b", "batch_size")
         },
-        "device": str(next(translator.model.parameters()).device),
+        "engine": translator.engine,
+        "device": translator.device,
         "threads": torch.get_num_threads(),
         "truncated_sources": sum(t.truncated for t in translations),
     }

@@ -65,6 +65,8 @@ class Translation:
 class Translator:
     """A model with its vocabularies and config, translating lists of sentences."""
 
+    engine = "torch"  # the inference engine; nmt/engines has the others
+
     def __init__(
         self,
         model: Seq2Seq,
@@ -137,24 +139,36 @@ class Translator:
             id_lists = [ids[: max_length - 1] for ids in id_lists]  # room for the EOS
         results = [Translation([], [], cut) for cut in truncated]
         order = sorted((i for i, ids in enumerate(id_lists) if ids), key=lambda i: len(id_lists[i]))
+        for start in range(0, len(order), settings.batch_size):
+            indices = order[start : start + settings.batch_size]
+            nbest_lists = self.search_batch([id_lists[i] for i in indices], settings)
+            for i, nbest in zip(indices, nbest_lists, strict=True):
+                results[i] = Translation(
+                    self.src_vocab.pieces(id_lists[i]) + [EOS_PIECE],
+                    [self._candidate(hypothesis) for hypothesis in nbest],
+                    truncated[i],
+                )
+        return results
 
+    # The engine's part: an inference engine other than torch (nmt/engines) overrides these.
+
+    @property
+    def device(self) -> str:
+        return str(next(self.model.parameters()).device)
+
+    def search_batch(
+        self, id_lists: list[list[int]], settings: DecodingSettings
+    ) -> list[list[Hypothesis]]:
+        """n-best lists for one batch of encoded sources (without EOS), in model eval mode
+        (its previous mode restored after)."""
         device = next(self.model.parameters()).device
+        src, src_lengths = encode_source_batch(id_lists)
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(order), settings.batch_size):
-                indices = order[start : start + settings.batch_size]
-                src, src_lengths = encode_source_batch([id_lists[i] for i in indices])
-                nbest_lists = search(self.model, src.to(device), src_lengths.to(device), settings)
-                for i, nbest in zip(indices, nbest_lists, strict=True):
-                    results[i] = Translation(
-                        self.src_vocab.pieces(id_lists[i]) + [EOS_PIECE],
-                        [self._candidate(hypothesis) for hypothesis in nbest],
-                        truncated[i],
-                    )
+            return search(self.model, src.to(device), src_lengths.to(device), settings)
         finally:
             self.model.train(was_training)
-        return results
 
     def _candidate(self, hypothesis: Hypothesis) -> Candidate:
         text = self.tgt_vocab.decode(hypothesis.tokens)

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt.commands.options import add_decoding_arguments, decoding_settings
+from nmt.commands.options import add_decoding_arguments, decoding_settings, load_translator_for
 from nmt.data.prepare import prepare_data
 from nmt.errors import DataError, NmtError
 from nmt.evaluation import evaluate
-from nmt.translator import Translator, read_input_lines
+from nmt.translator import read_input_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if (args.src is None) != (args.ref is None):
         raise NmtError("give both --src and --ref, or neither (then --split is scored)")
-    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    translator = load_translator_for(args)
     if args.src is None:
         # The checkpoint's own data section names the corpus and the direction.
         args.src, args.ref = prepare_data(translator.config.data).text_paths(args.split)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 from nmt.config import ConfigError, DecodingSettings
+from nmt.engines import ENGINES, load_translator
 from nmt.translator import Translator
+
+DEFAULT_CHECKPOINT = "runs/tatoeba_zh_en_transformer/best.pt"
 
 # Search options and the DecodingSettings fields they set.
 OPTIONS = {"beam": "beam_size", "n_best": "n_best", "length_penalty": "length_penalty"}
@@ -13,14 +16,29 @@ OPTIONS["batch_size"] = "batch_size"
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, n_best: bool = False) -> None:
-    """The search options of ``nmt translate`` and ``nmt evaluate`` (and ``--device``)."""
+    """The search options of ``nmt translate``, ``evaluate`` and ``serve`` (and ``--device``,
+    ``--engine``)."""
     parser.add_argument("--beam", type=int, metavar="N", help="beam size, 1 = greedy")
     if n_best:
         parser.add_argument("--n-best", type=int, metavar="N", help="candidates per sentence")
     parser.add_argument("--length-penalty", type=float, metavar="ALPHA", help="GNMT alpha")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, auto")
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="auto (default): ctranslate2 for an 'nmt export' directory, else torch; "
+        "ctranslate2 given a checkpoint converts it first",
+    )
     parser.epilog = "Search options left out take the checkpoint's decoding settings."
+
+
+def load_translator_for(args: argparse.Namespace, checkpoint: str | None = None) -> Translator:
+    """The translator of ``checkpoint`` (default ``args.checkpoint``) on ``args.engine`` and
+    ``args.device``."""
+    path = args.checkpoint if checkpoint is None else checkpoint
+    return load_translator(path, args.engine, args.device)
 
 
 def decoding_settings(

@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nmt.commands.options import add_decoding_arguments, decoding_settings
+from nmt.commands.options import (
+    DEFAULT_CHECKPOINT,
+    add_decoding_arguments,
+    decoding_settings,
+    load_translator_for,
+)
 from nmt.config import ConfigError, DecodingSettings
 from nmt.errors import NmtError
 from nmt.translator import EOS_PIECE, Translation, Translator, read_input_lines, warn_truncated
-
-DEFAULT_CHECKPOINT = "runs/tatoeba_zh_en_transformer/best.pt"
-
 
 # --- output ---------------------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         from nmt.plotting import require_matplotlib
 
         require_matplotlib()
-    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    translator = load_translator_for(args)
     if args.attention_layer is not None:
         try:
             translator.set_attention_layer(args.attention_layer)
