@@ -63,9 +63,11 @@ MAIN_VARIANTS = ["gru-additive", "transformer-pre", "transformer-post"]
 
 
 def model_section(variant: str, **overrides) -> tuple[str, dict]:
-    """(model type, config section) of ``variant`` with ``overrides`` applied."""
+    """(model type, config section) of ``variant`` with ``overrides`` applied (an ``rfa``
+    override applies to Transformers only)."""
     model_type, options = VARIANTS[variant]
     if model_type == "gru":
+        overrides.pop("rfa", None)
         return model_type, {**TINY_GRU, **options, **overrides}
     section = {**TINY_TRANSFORMER, **options, **overrides}
     section["rfa"] = {**RFA_FEATURES, **options.get("rfa", {}), **overrides.get("rfa", {})}

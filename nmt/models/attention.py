@@ -2,7 +2,7 @@
 the scores into an alignment with a softmax over the real (non-padding) keys, and return the
 alignment-weighted average of the values.
 
-The GRU decoder uses one query per step and a pluggable :class:`Score`. The Transformer uses
+The recurrent decoder uses one query per step and a pluggable :class:`Score`. The Transformer uses
 :class:`MultiHeadAttention`, whose core computation (``softmax(QK^T / sqrt(d)) V`` for
 :class:`SoftmaxAttention`) and incremental cache form one swappable :class:`AttentionCore`.
 """
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from nmt.config import AttentionScore
 
-# --- GRU decoder: one query per step ---------------------------------------------------------
+# --- recurrent decoder: one query per step ---------------------------------------------------
 
 
 class Score(nn.Module, ABC):
