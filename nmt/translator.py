@@ -166,10 +166,7 @@ class Translator:
                 src, src_lengths = encode_source_batch(
                     [translations[i].source_ids for i in indices]
                 )
-                outputs = [translations[i].candidates[0].ids for i in indices]
-                tgt_in = torch.full((len(indices), max(map(len, outputs)) + 1), PAD_ID)
-                for row, ids in enumerate(outputs):
-                    tgt_in[row, : len(ids) + 1] = torch.tensor([BOS_ID, *ids])
+                tgt_in = _decoder_inputs([translations[i].candidates[0].ids for i in indices])
                 with torch.inference_mode():
                     batch_maps = self.model.attention_maps(
                         src.to(device), src_lengths.to(device), tgt_in.to(device), kind, layer
@@ -248,6 +245,14 @@ def attention_labels(translation: Translation, kind: AttentionKind) -> tuple[lis
     if kind == "decoder-self":
         return output + [EOS_PIECE], [BOS_PIECE, *output]
     return output + [EOS_PIECE], source
+
+
+def _decoder_inputs(outputs: list[list[int]]) -> Tensor:
+    """Teacher forcing's decoder input: BOS, then each output, padded: ``(batch, len + 1)``."""
+    tgt_in = torch.full((len(outputs), max(map(len, outputs)) + 1), PAD_ID)
+    for row, ids in enumerate(outputs):
+        tgt_in[row, : len(ids) + 1] = torch.tensor([BOS_ID, *ids])
+    return tgt_in
 
 
 def _valid_unicode(text: str) -> str:

@@ -338,6 +338,11 @@ def report(rows: list[dict], runs: list[Run], args: argparse.Namespace) -> str:
         f"signature `{rows[0]['bleu_signature']}`. Raw outputs: `{args.out}/` (metrics.jsonl, "
         "study.json and report.json of every run; study.json with every row).",
     ]
+    if len(args.seeds) == 1:
+        parts.append(
+            "One seed: rows closer than about a BLEU point are not ranked by this table; "
+            "`--seeds 1 2 3` adds seeds to the runs already there."
+        )
     for name in args.tables:
         members = [row for row, run in zip(rows, runs, strict=True) if in_table(run.variant, name)]
         if members:

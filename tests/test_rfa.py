@@ -360,6 +360,18 @@ def test_every_step_redraws_in_training_only():
     assert core.projection is frozen
 
 
+def test_projection_loads_across_redraw_settings():
+    """A run resumed under the other redraw setting (the default became every_step): the
+    projection carries over; the redraw counter starts at 0, or is dropped."""
+    fixed = make_core(HEADS, HEAD_DIM, 16, redraw="fixed")
+    redrawn = make_core(HEADS, HEAD_DIM, 16, redraw="every_step")
+    redrawn.load_state_dict(fixed.state_dict())
+    assert torch.equal(redrawn.projection, fixed.projection) and redrawn.train_calls == 0
+    redrawn.train_calls.fill_(7)
+    fixed.load_state_dict(redrawn.state_dict())
+    assert "train_calls" not in fixed.state_dict()
+
+
 def test_redraw_every_n_steps_is_deterministic():
     def projections_seen(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)

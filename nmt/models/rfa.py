@@ -268,6 +268,16 @@ class RandomFeatureAttention(AttentionCore):
             f"feature_map={self.feature_map}, gated={self.gated}, redraw_every={self.redraw_every}"
         )
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # A run resumed with another redraw setting (the default became every_step): the
+        # counter starts from 0, or is dropped. The projection itself is always loaded.
+        counter = prefix + "train_calls"
+        if self.redraw_every:
+            state_dict.setdefault(counter, torch.zeros((), dtype=torch.long))
+        else:
+            state_dict.pop(counter, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # --- whole sequences ---------------------------------------------------------------------
 
     @full_precision
@@ -407,16 +417,6 @@ class RandomFeatureAttention(AttentionCore):
     def redraw_projection(self) -> None:
         # A new tensor, not an in-place copy: autograd may still hold the old one.
         self.projection = torch.randn_like(self.projection)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        # A run resumed with another redraw setting (the default became every_step): the
-        # counter starts from 0, or is dropped. The projection itself is always loaded.
-        counter = prefix + "train_calls"
-        if self.redraw_every:
-            state_dict.setdefault(counter, torch.zeros((), dtype=torch.long))
-        else:
-            state_dict.pop(counter, None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _count_train_call(self) -> bool:
         """Count a training forward call; True when the projection is due to be redrawn."""
