@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmt.config import Config, ConfigError, config_from_dict
+from nmt.config import Config, ConfigError, stored_config_from_dict
 from nmt.data.vocab import Vocabulary
 from nmt.errors import CheckpointError, DataError
 from nmt.models import Seq2Seq, build_model
@@ -77,7 +77,7 @@ def from_payload(payload: Any, path: str | Path = "checkpoint") -> Checkpoint:
         if key not in payload:
             raise CheckpointError(f"corrupt checkpoint {path}: no '{key}' entry")
     try:
-        config = config_from_dict(payload["config"])
+        config = stored_config_from_dict(payload["config"])
     except ConfigError as error:
         raise CheckpointError(f"{path}: stored config is invalid: {error}") from None
     try:

@@ -133,19 +133,28 @@ class DataConfig:
         self.vocab.validate(f"{key}.vocab")
 
 
+FeatureMap = Literal["trig", "positive", "arccos"]
+
+
 @dataclass
 class RFAConfig:
     """Random feature attention (nmt/models/rfa.py, docs/rfa.md) for the attention types
     set to ``rfa``."""
 
     num_features: int = 64  # random vectors per head; the feature dimension is twice that
-    feature_map: Literal["trig", "positive"] = "trig"
+    feature_map: FeatureMap = "trig"
     sigma: float = 1.0  # initial scale of l2-normalised queries and keys
     learn_sigma: bool = True
-    # fixed: one projection per model (saved in checkpoints); every_step, or an integer N:
-    # a new one every N training forward passes.
-    redraw: Literal["fixed", "every_step"] | int = "fixed"
+    # every_step (the paper's setting), or an integer N: a new projection every N training
+    # forward passes; fixed: one projection per model. Checkpoints store the key explicitly
+    # (Config.to_dict writes every field), so runs from before the default was every_step
+    # keep their fixed projection.
+    redraw: Literal["fixed", "every_step"] | int = "every_step"
     gated: bool = False  # the paper's gated recurrence, for decoder self-attention only
+    # relative: the denominator floor is a fraction of the kernel of a key orthogonal to the
+    # query, whatever sigma; absolute: a fixed floor per key (checkpoints from before the
+    # key existed, which translate as they did; see LEGACY_DEFAULTS).
+    denominator_floor: Literal["relative", "absolute"] = "relative"
 
     def validate(self, key: str = "model.transformer.rfa") -> None:
         _check_choices(self, key)
@@ -173,6 +182,7 @@ class TransformerConfig:
     share_embeddings: bool = False  # source and target share one table (joint vocabulary)
     max_positions: int = 1024
     attention_layer: int = -1  # which decoder layer's cross-attention states expose (plots)
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # position embeddings
     # The core of each attention type (nmt/models/transformer.py, make_attention_core).
     encoder_attention: Literal["softmax", "rfa"] = "softmax"
     decoder_attention: Literal["softmax", "rfa"] = "softmax"
@@ -208,14 +218,31 @@ class TransformerConfig:
         )
 
 
+AttentionScore = Literal[
+    "none",
+    "additive",
+    "dot",
+    "scaled_dot",
+    "general",
+    "biased_general",
+    "activated_general",
+    "cosine",
+]
+
+
 @dataclass
 class GRUConfig:
+    """The recurrent encoder-decoder (``model.type: gru``, the family's first cell)."""
+
+    cell: Literal["gru", "lstm", "rnn"] = "gru"  # rnn: Elman (tanh)
     embed_dim: int = 256
     hidden_size: int = 256  # per direction in the encoder; the decoder has 2x this
     encoder_layers: int = 1
     decoder_layers: int = 1
     dropout: float = 0.2
-    score: Literal["additive", "dot", "scaled_dot", "general"] = "additive"
+    # The attention score (nmt/models/attention.py, docs/models.md); none: no attention, a
+    # fixed context vector (the encoder's final states) at every step.
+    score: AttentionScore = "additive"
     attention_dim: int = 256  # size of the additive score's hidden layer
 
     def validate(self, key: str = "model.gru") -> None:
@@ -524,6 +551,27 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     config = _build(Config, raw, "")
     validate(config)
     return config
+
+
+# Keys added after checkpoints were first written, with the value that reproduces what the
+# models of those checkpoints computed. A stored config holds every key (Config.to_dict), so
+# one that lacks a key predates it; a YAML file that leaves a key out gets its default.
+LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("model", "transformer", "rfa", "denominator_floor"): "absolute",
+}
+
+
+def stored_config_from_dict(raw: dict[str, Any]) -> Config:
+    """The :class:`Config` of a checkpoint's stored mapping, with :data:`LEGACY_DEFAULTS`
+    for the keys it predates."""
+    raw = copy.deepcopy(dict(raw or {}))
+    for path, value in LEGACY_DEFAULTS.items():
+        node: Any = raw
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(path[-1], value)
+    return config_from_dict(raw)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

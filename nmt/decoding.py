@@ -18,8 +18,10 @@ Conventions shared by both searches:
 * a hypothesis is ranked by ``log_prob / ((5 + length) / 6) ** alpha`` (GNMT length penalty,
   length with EOS; ``alpha`` is ``settings.length_penalty``); ``alpha = 0`` ranks by
   log-probability alone;
-* attention over the source is collected only when ``settings.return_attention`` is set; otherwise
-  the models skip computing it (``init_state(..., need_attention=False)``).
+* attention over the source is collected only when ``settings.return_attention`` is set and
+  the model has cross-attention (a recurrent model with ``score: none`` has none: its
+  hypotheses' attention stays None); otherwise the models skip computing it
+  (``init_state(..., need_attention=False)``).
 
 Beam search keeps ``beam_size`` unfinished hypotheses per sentence. Each step it takes the
 ``2 * beam_size`` best extensions: those among the best ``beam_size`` that end in EOS join
@@ -69,6 +71,10 @@ def max_output_lengths(
     return lengths.clamp(min=1) if limit is None else lengths.clamp(min=1, max=limit)
 
 
+def _collects_attention(model: Seq2Seq, settings: DecodingSettings) -> bool:
+    return settings.return_attention and model.num_attention_layers("cross") > 0
+
+
 def search(
     model: Seq2Seq, src: Tensor, src_lengths: Tensor, settings: DecodingSettings
 ) -> list[list[Hypothesis]]:
@@ -102,7 +108,7 @@ def greedy_search(
     batch_size, device = src.size(0), src.device
     max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
     longest = int(max_lengths.max())
-    return_attention = settings.return_attention
+    return_attention = _collects_attention(model, settings)
     state = model.init_state(model.encode(src, src_lengths), need_attention=return_attention)
 
     # Results, indexed by the sentence's position in the batch.
@@ -350,13 +356,12 @@ def beam_search(
     batch_size, device, beam = src.size(0), src.device, settings.beam_size
     max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
     longest = int(max_lengths.max())
-    src_len = src.size(1) if settings.return_attention else None
+    return_attention = _collects_attention(model, settings)
+    src_len = src.size(1) if return_attention else None
     finished = _FinishedHypotheses(batch_size, beam, longest, src_len, model.pad_id, device)
     beams = _Beams(
         active=torch.arange(batch_size, device=device),
-        state=model.init_state(
-            model.encode(src, src_lengths), need_attention=settings.return_attention
-        ),
+        state=model.init_state(model.encode(src, src_lengths), need_attention=return_attention),
         width=1,
         log_probs=torch.zeros(batch_size, device=device),
         tokens=torch.zeros(batch_size, 0, dtype=torch.long, device=device),
@@ -368,7 +373,7 @@ def beam_search(
         at_limit = max_lengths[beams.active] == step + 1
         rows_at_limit = at_limit.repeat_interleave(beams.width)
         log_probs = _allow_only_eos(log_probs.float(), rows_at_limit, model.eos_id)
-        step_attention = beams.state.attention.float() if settings.return_attention else None
+        step_attention = beams.state.attention.float() if return_attention else None
 
         extensions = _expand(beams, log_probs, beam, model.eos_id)
         _finish(finished, beams, extensions, step_attention, step + 1, settings)

@@ -16,10 +16,14 @@ import functools
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from nmt.errors import NmtError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Family names of fonts with CJK glyphs, best first; Simplified Chinese faces are preferred
 # within a family (the ordering key below). A match still has to map PROBE_CHARACTERS.
@@ -129,6 +133,20 @@ def _warn_no_cjk_font() -> None:
     )
 
 
+def label_fonts(labels: list[str]) -> list[str]:
+    """Font families for labels: a CJK font first when a label has Chinese (warning once when
+    none is installed), then DejaVu Sans, matplotlib's own, for the rest (it falls back per
+    glyph)."""
+    families = ["DejaVu Sans"]  # matplotlib's own; it has no CJK glyphs
+    if any(_CJK_TEXT.search(label) for label in labels):
+        cjk_font = find_cjk_font()
+        if cjk_font is None:
+            _warn_no_cjk_font()
+        else:
+            families.insert(0, cjk_font)
+    return families
+
+
 def plot_attention(
     weights: Tensor,
     source_tokens: list[str],
@@ -145,15 +163,7 @@ def plot_attention(
             f"attention of shape {tuple(weights.shape)} for {len(output_tokens)} output and "
             f"{len(source_tokens)} source tokens"
         )
-    families = ["DejaVu Sans"]  # matplotlib's own; it has no CJK glyphs
-    labels = [*source_tokens, *output_tokens, title or ""]
-    if any(_CJK_TEXT.search(label) for label in labels):
-        cjk_font = find_cjk_font()
-        if cjk_font is None:
-            _warn_no_cjk_font()
-        else:
-            # First the CJK font, then DejaVu for what it lacks (matplotlib falls back per glyph).
-            families.insert(0, cjk_font)
+    families = label_fonts([*source_tokens, *output_tokens, title or ""])
     # Each cell about a third of an inch, within sensible bounds for long sentences.
     width = min(max(3.0 + 0.35 * len(source_tokens), 4.0), 30.0)
     height = min(max(2.0 + 0.35 * len(output_tokens), 3.0), 30.0)
@@ -167,8 +177,59 @@ def plot_attention(
     if title:
         axes.set_title(title, family=families, fontsize="medium")
     figure.colorbar(image, ax=axes, label="attention")
+    save_figure(figure, path)
+
+
+def attention_grid(
+    weights: Tensor,
+    column_tokens: list[str],
+    row_tokens: list[str],
+    titles: list[str],
+    axis_labels: tuple[str, str] = ("source", "output"),
+    title: str | None = None,
+) -> Figure:
+    """A figure of heat maps side by side, one per ``weights[i]`` ``(len(row_tokens),
+    len(column_tokens))`` with title ``titles[i]`` (every head of a layer, say), on one
+    colour scale; ``axis_labels`` name the columns (keys) and the rows (queries)."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    panels = weights.size(0)
+    if tuple(weights.shape[1:]) != (len(row_tokens), len(column_tokens)) or panels != len(titles):
+        raise ValueError(
+            f"attention of shape {tuple(weights.shape)} for {len(titles)} panels of "
+            f"{len(row_tokens)} rows and {len(column_tokens)} columns"
+        )
+    families = label_fonts([*column_tokens, *row_tokens, title or ""])
+    columns = min(panels, 4)
+    grid_rows = -(-panels // columns)
+    # Cells of about a third of an inch, as in plot_attention, within bounds.
+    width = min(max(2.0 + 0.35 * len(column_tokens), 3.0) * columns + 1.0, 40.0)
+    height = min(max(1.5 + 0.35 * len(row_tokens), 2.5) * grid_rows + 0.5, 40.0)
+    figure = Figure(figsize=(width, height), layout="constrained")
+    axes_grid = figure.subplots(grid_rows, columns, squeeze=False)
+    image = None
+    for index, axes in enumerate(axes_grid.flat):
+        if index >= panels:
+            axes.set_axis_off()
+            continue
+        image = axes.imshow(
+            weights[index].float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+        )
+        axes.set_xticks(range(len(column_tokens)), column_tokens, rotation=90, family=families)
+        axes.set_yticks(range(len(row_tokens)), row_tokens, family=families)
+        axes.set_xlabel(axis_labels[0])
+        axes.set_ylabel(axis_labels[1])
+        axes.set_title(titles[index], fontsize="medium")
+    if title:
+        figure.suptitle(title, family=families, fontsize="medium")
+    figure.colorbar(image, ax=axes_grid, label="attention")
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Write ``figure`` as PNG, without a warning per glyph that the fonts lack (a missing CJK
+    font is said once, by :func:`label_fonts`)."""
     with warnings.catch_warnings():
-        # Without a CJK font, Chinese labels show as boxes (said once above); matplotlib's
-        # warning per missing glyph would repeat it for every character.
         warnings.filterwarnings("ignore", message="Glyph .* missing from")
         figure.savefig(path, format="png", dpi=100)

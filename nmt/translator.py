@@ -19,23 +19,25 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
 from torch import Tensor
 
 from nmt.checkpoint import load_model
 from nmt.config import Config, DecodingSettings
 from nmt.data.batching import encode_source_batch
 from nmt.data.normalize import is_chinese, normalize, restore_chinese_punctuation
-from nmt.data.vocab import Vocabulary
+from nmt.data.vocab import BOS_ID, PAD_ID, Vocabulary
 from nmt.decoding import Hypothesis, search
 from nmt.devices import resolve_device
 from nmt.errors import DataError, NmtError
-from nmt.models.base import Seq2Seq
+from nmt.models.base import AttentionKind, Seq2Seq
 
 EOS_PIECE = "</s>"  # how the source's EOS is labelled in source_pieces
+BOS_PIECE = "<s>"  # how the decoder's first input is labelled (decoder self-attention)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Candidate:
     score: float
     log_prob: float
     attention: Tensor | None = None  # (len(pieces) + 1, len(source_pieces)), EOS row last
+    ids: list[int] = field(default_factory=list)  # the pieces' ids
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Translation:
     source_pieces: list[str]  # the source subwords the model read, EOS last
     candidates: list[Candidate]  # empty for an empty input
     truncated: bool = False  # the source was cut to the model's maximum length
+    source_ids: list[int] = field(default_factory=list)  # the source pieces' ids, without EOS
 
     @property
     def text(self) -> str:
@@ -115,6 +119,68 @@ class Translator:
         self.config.model.transformer = section
         self.model.attention_layer = layer % section.decoder_layers
 
+    def attention_layer(self, kind: AttentionKind = "cross", layer: int | None = None) -> int:
+        """The index (from 0) of the layer of ``kind`` attention that :meth:`attention_maps`
+        shows: ``layer`` (negative: from the last), by default the last one, or for
+        cross-attention the one that ``state.attention`` exposes. Errors name the options of
+        ``nmt translate``."""
+        count = self.model.num_attention_layers(kind)
+        if count == 0:
+            if self.model.num_attention_layers("cross") == 0:
+                raise NmtError(
+                    "the model has no attention (a fixed context vector, model.gru.score: "
+                    "none): there are no attention weights to show"
+                )
+            raise NmtError(
+                f"--attention-kind {kind}: the model has cross-attention only (self-attention "
+                "is a Transformer's)"
+            )
+        if layer is None:
+            return (
+                getattr(self.model, "attention_layer", count - 1) if kind == "cross" else count - 1
+            )
+        if not -count <= layer < count:
+            stack = "an encoder" if kind == "encoder-self" else "a decoder"
+            raise NmtError(
+                f"--attention-layer {layer}: expected {stack} layer index in [{-count}, {count})"
+            )
+        return layer % count
+
+    def attention_maps(
+        self,
+        translations: Sequence[Translation],
+        kind: AttentionKind = "cross",
+        layer: int | None = None,
+    ) -> list[Tensor | None]:
+        """Every head's attention of one kind and layer (see :meth:`attention_layer`) for each
+        translation's best candidate: ``(heads, rows, columns)`` on the CPU, None for an empty
+        translation. From a teacher-forced pass over the output, so translating never pays
+        for weights: rows and columns are :func:`attention_labels`.
+        """
+        layer = self.attention_layer(kind, layer)
+        device = next(self.model.parameters()).device
+        maps: list[Tensor | None] = [None] * len(translations)
+        shown = [i for i, translation in enumerate(translations) if translation.candidates]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(shown), self.config.decoding.batch_size):
+                indices = shown[start : start + self.config.decoding.batch_size]
+                src, src_lengths = encode_source_batch(
+                    [translations[i].source_ids for i in indices]
+                )
+                tgt_in = _decoder_inputs([translations[i].candidates[0].ids for i in indices])
+                with torch.inference_mode():
+                    batch_maps = self.model.attention_maps(
+                        src.to(device), src_lengths.to(device), tgt_in.to(device), kind, layer
+                    ).float()
+                for row, i in enumerate(indices):
+                    rows, columns = attention_labels(translations[i], kind)
+                    maps[i] = batch_maps[row, :, : len(rows), : len(columns)].cpu()
+        finally:
+            self.model.train(was_training)
+        return maps
+
     def translate(
         self, sentences: Sequence[str], settings: DecodingSettings | None = None
     ) -> list[Translation]:
@@ -147,6 +213,7 @@ class Translator:
                     self.src_vocab.pieces(id_lists[i]) + [EOS_PIECE],
                     [self._candidate(hypothesis) for hypothesis in nbest],
                     truncated[i],
+                    id_lists[i],
                 )
         return results
 
@@ -181,7 +248,30 @@ class Translator:
             score=hypothesis.score,
             log_prob=hypothesis.log_prob,
             attention=hypothesis.attention,
+            ids=hypothesis.tokens,
         )
+
+
+def attention_labels(translation: Translation, kind: AttentionKind) -> tuple[list[str], list[str]]:
+    """Labels of the rows (queries) and columns (keys) of an attention map of ``kind`` for a
+    translation's best candidate: the output (with EOS) over the source (with EOS) for
+    cross-attention, the source over itself, or the output over the decoder's inputs (BOS,
+    then the output)."""
+    source = translation.source_pieces
+    output = translation.candidates[0].pieces
+    if kind == "encoder-self":
+        return source, source
+    if kind == "decoder-self":
+        return output + [EOS_PIECE], [BOS_PIECE, *output]
+    return output + [EOS_PIECE], source
+
+
+def _decoder_inputs(outputs: list[list[int]]) -> Tensor:
+    """Teacher forcing's decoder input: BOS, then each output, padded: ``(batch, len + 1)``."""
+    tgt_in = torch.full((len(outputs), max(map(len, outputs)) + 1), PAD_ID)
+    for row, ids in enumerate(outputs):
+        tgt_in[row, : len(ids) + 1] = torch.tensor([BOS_ID, *ids])
+    return tgt_in
 
 
 def _valid_unicode(text: str) -> str:

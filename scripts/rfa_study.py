@@ -56,8 +56,17 @@ def run_name(base: str, variant: str) -> str:
     return base if variant == "softmax" else f"{base}_rfa_{variant}"
 
 
+# The RFA defaults when this study was run (docs/rfa.md); the current ones are every_step
+# and relative (scripts/attention_study.py runs the paper's setting).
+STUDY_RFA = [
+    "model.transformer.rfa.redraw=fixed",
+    "model.transformer.rfa.denominator_floor=absolute",
+]
+
+
 def overrides(variant: str) -> list[str]:
-    return [f"model.transformer.{key}=rfa" for key in VARIANTS[variant]]
+    switched = [f"model.transformer.{key}=rfa" for key in VARIANTS[variant]]
+    return [*switched, *STUDY_RFA] if switched else switched
 
 
 def train(config: Path, name: str, variant: str, minutes: float | None) -> None:

@@ -125,3 +125,28 @@ def test_average_of_last_k(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "asked for 9 step checkpoints, found 4" in capsys.readouterr().err
     assert cli_main(["average", str(tmp_path), "-k", "0"]) == 2  # not "every checkpoint"
     assert "-k 0: expected a number of checkpoints >= 1" in capsys.readouterr().err
+
+
+def test_configs_stored_before_new_keys_build_the_model_they_did(tmp_path: Path) -> None:
+    """Checkpoints store every key (so a later default change cannot reach them); a stored
+    config lacking a key added since builds what it built before: a GRU with sinusoidal
+    positions, and the absolute RFA denominator floor of the time."""
+    zh_vocab, en_vocab = tiny_vocabularies()
+    section = {"decoder_attention": "rfa", "d_model": 16, "heads": 2, "ff_size": 16}
+    config = config_from_dict({"model": {"transformer": section}})
+    stored = to_payload(Checkpoint(config, {}, zh_vocab, en_vocab))["config"]
+    assert stored["model"]["transformer"]["rfa"]["redraw"] == "every_step"  # explicit
+    for section_name, key in [("gru", "cell"), ("transformer", "positions")]:
+        del stored["model"][section_name][key]
+    del stored["model"]["transformer"]["rfa"]["denominator_floor"]
+    model = build_model(config.model, len(zh_vocab), len(en_vocab))
+    path = tmp_path / "old.pt"
+    payload = to_payload(Checkpoint(config, model.state_dict(), zh_vocab, en_vocab))
+    torch.save({**payload, "config": stored}, path)
+    loaded = load_checkpoint(path).config.model
+    assert (loaded.gru.cell, loaded.transformer.positions) == ("gru", "sinusoidal")
+    assert loaded.transformer.rfa.denominator_floor == "absolute"
+    core = load_model(path).model.decoder_layers[0].self_attention.core
+    assert isinstance(core, RandomFeatureAttention) and not core.relative_floor
+    # A YAML file that leaves the key out gets the default.
+    assert config.model.transformer.rfa.denominator_floor == "relative"

@@ -35,8 +35,8 @@ def test_wrong_type_names_key_and_expected_type() -> None:
         config_from_dict({"training": {"max_tokens": "many"}})
     with pytest.raises(ConfigError, match=r"training\.deterministic: expected bool"):
         config_from_dict({"training": {"deterministic": 1}})
-    with pytest.raises(ConfigError, match=r"model\.gru\.score: expected one of 'additive'"):
-        config_from_dict({"model": {"gru": {"score": "cosine"}}})
+    with pytest.raises(ConfigError, match=r"model\.gru\.score: expected one of 'none'"):
+        config_from_dict({"model": {"gru": {"score": "luong"}}})
     with pytest.raises(ConfigError, match=r"data\.dev: expected str or null"):
         config_from_dict({"data": {"dev": 3}})
 

@@ -199,6 +199,7 @@ def test_export_command_and_engine_option_through_translate_and_evaluate(tmp_pat
     [
         (["--engine", "torch"], "the torch engine takes the checkpoint file"),
         (["--attention-layer", "0"], "--attention-layer needs --engine torch"),
+        (["--attention-plot", "plots"], "--attention-plot needs --engine torch"),
         (["--device", "mps"], "the CTranslate2 engine runs on cpu, cuda or cuda:N"),
     ],
 )

@@ -24,6 +24,10 @@ BATCH, SRC_LEN, QUERY_DIM, KEY_DIM = 3, 5, 6, 4
 SRC_LENGTHS = torch.tensor([5, 3, 1])
 
 
+SCORES = ["additive", "dot", "scaled_dot", "general", "biased_general", "activated_general"]
+SCORES += ["cosine"]
+
+
 def reference_score(name: str, score: nn.Module, query: torch.Tensor, key: torch.Tensor) -> float:
     """One query-key pair, written as in the papers."""
     if name == "additive":
@@ -31,13 +35,18 @@ def reference_score(name: str, score: nn.Module, query: torch.Tensor, key: torch
         return float(score.v.weight[0] @ hidden)
     if name == "general":
         return float(query @ score.key_proj.weight @ key)
+    if name in ("biased_general", "activated_general"):
+        value = query @ score.key_proj.weight @ key + score.key_bias.weight[0] @ key
+        return float(torch.tanh(value) if name == "activated_general" else value)
+    if name == "cosine":
+        return float(score.log_beta.exp() * query @ key / (query.norm() * key.norm()))
     scale = math.sqrt(query.numel()) if name == "scaled_dot" else 1.0
     return float(query @ key) / scale
 
 
-@pytest.mark.parametrize("name", ["additive", "dot", "scaled_dot", "general"])
+@pytest.mark.parametrize("name", SCORES)
 def test_scores_match_their_formulas(name):
-    key_dim = QUERY_DIM if name in ("dot", "scaled_dot") else KEY_DIM
+    key_dim = QUERY_DIM if name in ("dot", "scaled_dot", "cosine") else KEY_DIM
     score = make_score(name, QUERY_DIM, key_dim, hidden_dim=7)
     query, keys = torch.randn(BATCH, QUERY_DIM), torch.randn(BATCH, SRC_LEN, key_dim)
     with torch.no_grad():
@@ -49,6 +58,40 @@ def test_scores_match_their_formulas(name):
             ]
         )
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_scores_on_hand_made_tensors():
+    """Values worked out by hand: q = (1, 2); keys (3, 0), (0, 1), (-1, 1);
+    W = [[1, 0], [1, 1]] (W k for the general scores), b = (1, -1)."""
+    query = torch.tensor([[1.0, 2.0]])
+    keys = torch.tensor([[[3.0, 0.0], [0.0, 1.0], [-1.0, 1.0]]])
+    expected = {
+        "dot": [3.0, 2.0, 1.0],
+        "scaled_dot": [3.0 / math.sqrt(2), 2.0 / math.sqrt(2), 1.0 / math.sqrt(2)],
+        # W k = (3, 3), (0, 1), (-1, 0); q . W k = 9, 2, -1
+        "general": [9.0, 2.0, -1.0],
+        # + b . k = 3, -1, -2
+        "biased_general": [12.0, 1.0, -3.0],
+        "activated_general": [math.tanh(12.0), math.tanh(1.0), math.tanh(-3.0)],
+        # |q| = sqrt 5; |k| = 3, 1, sqrt 2; beta = 2
+        "cosine": [2 / math.sqrt(5), 4 / math.sqrt(5), 2 / math.sqrt(10)],
+    }
+    for name, values in expected.items():
+        score = make_score(name, 2, 2, hidden_dim=3)
+        with torch.no_grad():
+            if "general" in name:
+                score.key_proj.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+            if name in ("biased_general", "activated_general"):
+                score.key_bias.weight.copy_(torch.tensor([[1.0, -1.0]]))
+            if name == "cosine":
+                score.log_beta.fill_(math.log(2.0))
+            scores = score(query, score.project_keys(keys))
+        torch.testing.assert_close(scores, torch.tensor([values]), msg=name)
+
+
+def test_cosine_sharpness_starts_at_the_scale_of_scaled_dot_scores():
+    assert make_score("cosine", 64, 64, 8).log_beta.exp().item() == pytest.approx(8.0)
+    assert make_score("none", 64, 64, 8) is None
 
 
 def test_dot_scores_need_matching_sizes():
@@ -67,10 +110,10 @@ def test_alignment_is_a_softmax_over_real_positions_and_context_its_average():
         torch.testing.assert_close(context[b], expected @ values[b, :length])
 
 
-@pytest.mark.parametrize("score", ["additive", "dot", "scaled_dot", "general"])
-def test_gru_decoder_queries_with_the_previous_top_layer_state(score):
+@pytest.mark.parametrize(("score", "cell"), [(s, "gru") for s in SCORES] + [("dot", "lstm")])
+def test_gru_decoder_queries_with_the_previous_top_layer_state(score, cell):
     """Step t attends with s(t-1): the first step's alignment comes from the bridge state."""
-    gru = GRUConfig(embed_dim=8, hidden_size=6, decoder_layers=2, score=score)
+    gru = GRUConfig(embed_dim=8, hidden_size=6, decoder_layers=2, score=score, cell=cell)
     config = ModelConfig(type="gru", gru=gru)
     model = build_model(config, 20, 20).eval()
     src = torch.randint(4, 20, (BATCH, SRC_LEN)).masked_fill(~padding_mask(SRC_LENGTHS), 0)
@@ -78,7 +121,8 @@ def test_gru_decoder_queries_with_the_previous_top_layer_state(score):
         state = model.init_state(model.encode(src, SRC_LENGTHS))
         previous = state.hidden[-1]
         _, state = model.decode_step(torch.full((BATCH,), 2), state)
-        expected = torch.softmax(model.score(previous, state.keys) + state.bias, dim=-1)
+        keys, bias = state.source["keys"], state.source["bias"]
+        expected = torch.softmax(model.score(previous, keys) + bias, dim=-1)
     torch.testing.assert_close(state.attention, expected)
 
 

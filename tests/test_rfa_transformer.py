@@ -126,6 +126,21 @@ def test_softmax_self_attention_cache_grows_with_the_steps():
     assert self_cache_shapes(model, 1)[0]["keys"] == (3, 4, 1, 8)
 
 
+@pytest.mark.parametrize("need_attention", [False, True])
+def test_cross_attention_keeps_key_features_only_for_the_weights_asked_for(need_attention):
+    """Per-key features make a cache (and beam search's copies of it) grow with the source:
+    only the layer whose weights ``state.attention`` shows keeps them, and only on request."""
+    model = tiny_model("rfa-cross", decoder_layers=3, attention_layer=1).eval()
+    batch = random_batch()
+    with torch.no_grad():
+        encoder_out = model.encode(batch["src"], batch["src_lengths"])
+        state = model.init_state(encoder_out, need_attention=need_attention)
+        state = model.decode_step(batch["tgt_in"][:, 0], state)[1].reorder(torch.tensor([2, 0]))
+    kept = ["key_features" in cache for cache in state.cross_caches]
+    assert kept == [False, need_attention, False]
+    assert (state.attention is not None) == need_attention
+
+
 # --- search ----------------------------------------------------------------------------------
 
 

@@ -13,12 +13,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny_checkpoint import PAIRS, tiny_checkpoint
+from tiny_checkpoint import PAIRS, tiny_checkpoint, tiny_vocabularies
 
+from nmt.checkpoint import Checkpoint, save_checkpoint
 from nmt.cli import main as cli
 from nmt.config import DecodingSettings as S
+from nmt.config import config_from_dict
 from nmt.errors import NmtError
-from nmt.translator import Translator, read_input_lines
+from nmt.models import build_model
+from nmt.translator import Translator, attention_labels, read_input_lines
 
 SOURCES = [zh for zh, _ in PAIRS]
 TARGETS = [en for _, en in PAIRS]
@@ -147,6 +150,104 @@ def test_attention_plots_are_png_files(tmp_path: Path, model_type: str, layer: s
         assert plot.read_bytes()[:8] == PNG_MAGIC and plot.stat().st_size > 1000
 
 
+@pytest.mark.parametrize(
+    ("model_type", "options", "panels", "axis_labels"),
+    [
+        ("transformer", ["--attention-head", "all"], 2, ("source", "output")),
+        ("transformer", ["--attention-head", "1", "--attention-layer", "0"], 1, None),
+        (
+            "transformer",
+            ["--attention-kind", "encoder-self", "--attention-head", "all"],
+            2,
+            ("source (keys)", "source (queries)"),
+        ),
+        (
+            "transformer",
+            ["--attention-kind", "decoder-self", "--attention-layer", "-2"],
+            1,
+            ("output so far (keys)", "output (queries)"),
+        ),
+        ("gru", ["--attention-head", "all"], 1, ("source", "output")),
+    ],
+)
+def test_attention_plot_options_write_one_image_per_sentence_with_the_right_axes(
+    monkeypatch, tmp_path: Path, model_type: str, options: list[str], panels: int, axis_labels
+) -> None:
+    """Grids (all heads) and single heat maps, for each attention kind: one PNG per
+    translated sentence; each panel labelled with the tokens of its keys and queries."""
+    import nmt.plotting
+
+    figures = []
+    save = nmt.plotting.save_figure
+    monkeypatch.setattr(nmt.plotting, "save_figure", lambda f, p: (figures.append(f), save(f, p)))
+    directory = tmp_path / "plots"
+    arguments = checkpoint_args(model_type) + ["--attention-plot", str(directory), *options]
+    code, out, _ = run(arguments + [SOURCES[0], "", SOURCES[2]])
+    assert code == 0 and out.splitlines() == [TARGETS[0], "", TARGETS[2]]
+    plots = sorted(directory.iterdir())
+    assert [plot.name for plot in plots] == ["0001.png", "0003.png"]
+    assert all(plot.read_bytes()[:8] == PNG_MAGIC for plot in plots)
+    if axis_labels is None:  # cross-attention, one head: the classic alignment plot
+        axis_labels = ("source", "output")
+    assert len(figures) == 2
+    translator = Translator.from_checkpoint(tiny_checkpoint(model_type))
+    (translation,) = translator.translate(SOURCES[:1])
+    kind = (
+        options[options.index("--attention-kind") + 1] if "--attention-kind" in options else "cross"
+    )
+    rows, columns = attention_labels(translation, kind)
+    heat_maps = [axes for axes in figures[0].axes if axes.get_images()]
+    assert len(heat_maps) == panels
+    for axes in heat_maps:
+        assert [label.get_text() for label in axes.get_xticklabels()] == columns
+        assert [label.get_text() for label in axes.get_yticklabels()] == rows
+        assert (axes.get_xlabel(), axes.get_ylabel()) == axis_labels
+
+
+def test_attention_maps_are_the_search_attention_per_head() -> None:
+    """The teacher-forced maps of plots: their head average is the attention the search
+    returns; rows and columns are the labels' tokens."""
+    translator = Translator.from_checkpoint(tiny_checkpoint("transformer"))
+    translations = translator.translate(SOURCES[:3] + [""], S(beam_size=3, return_attention=True))
+    maps = translator.attention_maps(translations)
+    assert maps[3] is None  # an empty input has no translation
+    for translation, heads in zip(translations[:3], maps[:3], strict=True):
+        best = translation.candidates[0]
+        assert heads.shape == (2, len(best.pieces) + 1, len(translation.source_pieces))
+        torch.testing.assert_close(heads.mean(dim=0), best.attention, atol=1e-5, rtol=0)
+    for kind in ("encoder-self", "decoder-self"):
+        maps = translator.attention_maps(translations, kind)
+        for translation, heads in zip(translations, maps, strict=True):
+            if heads is not None:
+                rows, columns = attention_labels(translation, kind)
+                assert heads.shape == (2, len(rows), len(columns))
+                torch.testing.assert_close(heads.sum(dim=-1), torch.ones(2, len(rows)))
+
+
+def no_attention_checkpoint(tmp_path: Path) -> Path:
+    zh_vocab, en_vocab = tiny_vocabularies()
+    config = config_from_dict(
+        {"model": {"type": "gru", "gru": {"score": "none", "hidden_size": 8}}}
+    )
+    model = build_model(config.model, len(zh_vocab), len(en_vocab))
+    path = tmp_path / "no_attention.pt"
+    save_checkpoint(path, Checkpoint(config, model.state_dict(), zh_vocab, en_vocab))
+    return path
+
+
+def test_a_model_without_attention_translates_and_says_it_has_no_attention_to_plot(
+    tmp_path: Path,
+) -> None:
+    arguments = ["translate", "--checkpoint", str(no_attention_checkpoint(tmp_path)), "--beam", "2"]
+    code, out, _ = run([*arguments, SOURCES[0]])
+    assert code == 0 and len(out.splitlines()) == 1
+    for options in (["--attention-plot", str(tmp_path / "plots")], ["--json", "--alignments"]):
+        code, out, err = run([*arguments, *options, SOURCES[0]])
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "the model has no attention" in err
+    assert not (tmp_path / "plots").exists()
+
+
 def test_attention_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     code, _, err = run(checkpoint_args() + ["--attention-plot", str(tmp_path), SOURCES[0]])
@@ -196,6 +297,13 @@ def test_missing_and_corrupt_checkpoints_give_one_line_errors(tmp_path: Path) ->
             "--attention-layer 5: expected a decoder layer index in [-2, 2)",
         ),
         (["--input", "nowhere.txt", "x"], "not both"),
+        (["--attention-head", "all", "x"], "go with --attention-plot"),
+        (["--attention-plot", "p", "--attention-head", "2", "x"], "--attention-head 2: expected"),
+        (["--attention-plot", "p", "--attention-head", "-1", "x"], "in [0, 2) or all"),
+        (
+            ["--attention-plot", "p", "--attention-kind", "encoder-self", "--attention-layer", "2"],
+            "--attention-layer 2: expected an encoder layer index in [-2, 2)",
+        ),
         (["--input", "nowhere.txt"], "cannot read nowhere.txt"),
         (["--device", "gpu0", "x"], "--device gpu0: not a device"),
     ],

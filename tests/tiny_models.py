@@ -20,14 +20,26 @@ TINY_TRANSFORMER = {"d_model": 32, "heads": 4, "ff_size": 48, "encoder_layers": 
 # 32 features: with 16, float32 error amplified by RFA's denominator floor reached ~2e-5.
 RFA_FEATURES = {"num_features": 32}
 ALL_RFA = {"encoder_attention": "rfa", "decoder_attention": "rfa", "cross_attention": "rfa"}
+PAPER_RFA = {"decoder_attention": "rfa", "cross_attention": "rfa"}
 
 VARIANTS = {
     "gru-additive": ("gru", {"score": "additive", "attention_dim": 10}),
     "gru-dot": ("gru", {"score": "dot"}),
     "gru-scaled_dot": ("gru", {"score": "scaled_dot"}),
     "gru-general": ("gru", {"score": "general"}),
+    "gru-biased_general": ("gru", {"score": "biased_general"}),
+    "gru-activated_general": ("gru", {"score": "activated_general"}),
+    "gru-cosine": ("gru", {"score": "cosine"}),
+    "gru-none": ("gru", {"score": "none"}),
+    "lstm-additive": ("gru", {"cell": "lstm", "score": "additive", "attention_dim": 10}),
+    "lstm-none": ("gru", {"cell": "lstm", "score": "none"}),
+    "rnn-general": ("gru", {"cell": "rnn", "score": "general"}),
     "transformer-pre": ("transformer", {"norm": "pre", "decoder_layers": 2}),
     "transformer-post": ("transformer", {"norm": "post", "decoder_layers": 2}),
+    "transformer-learned-positions": (
+        "transformer",
+        {"decoder_layers": 2, "positions": "learned"},
+    ),
     "rfa-encoder": ("transformer", {"decoder_layers": 2, "encoder_attention": "rfa"}),
     "rfa-decoder": ("transformer", {"decoder_layers": 2, "decoder_attention": "rfa"}),
     "rfa-decoder-gated": (
@@ -40,14 +52,22 @@ VARIANTS = {
         "transformer",
         {"decoder_layers": 2, **ALL_RFA, "rfa": {"gated": True, "feature_map": "positive"}},
     ),
+    # The paper's translation setting: RFA in the decoder, softmax in the encoder.
+    "rfa-paper-gated-arccos": (
+        "transformer",
+        {"decoder_layers": 2, **PAPER_RFA, "rfa": {"gated": True, "feature_map": "arccos"}},
+    ),
 }
+NO_ATTENTION_VARIANTS = ["gru-none", "lstm-none"]
 MAIN_VARIANTS = ["gru-additive", "transformer-pre", "transformer-post"]
 
 
 def model_section(variant: str, **overrides) -> tuple[str, dict]:
-    """(model type, config section) of ``variant`` with ``overrides`` applied."""
+    """(model type, config section) of ``variant`` with ``overrides`` applied (an ``rfa``
+    override applies to Transformers only)."""
     model_type, options = VARIANTS[variant]
     if model_type == "gru":
+        overrides.pop("rfa", None)
         return model_type, {**TINY_GRU, **options, **overrides}
     section = {**TINY_TRANSFORMER, **options, **overrides}
     section["rfa"] = {**RFA_FEATURES, **options.get("rfa", {}), **overrides.get("rfa", {})}

@@ -1,7 +1,7 @@
 """``nmt translate``: sentences from arguments, a file, stdin or an interactive prompt.
 
-The Python API behind it is :class:`nmt.translator.Translator`. Output is line-aligned with the input: one line per input line (an empty line for an empty
-one), as plain text or, with ``--json``, one JSON object per line. Input is read as bytes
+The Python API behind it is :class:`nmt.translator.Translator`. Output is line-aligned with
+the input: one line per input line (an empty line for an empty one), as plain text or, with ``--json``, one JSON object per line. Input is read as bytes
 and decoded as UTF-8 with invalid bytes replaced, so no input line can stop a run.
 """
 
@@ -11,8 +11,11 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor
 
 from nmt.commands.options import (
     DEFAULT_CHECKPOINT,
@@ -22,7 +25,32 @@ from nmt.commands.options import (
 )
 from nmt.config import ConfigError, DecodingSettings
 from nmt.errors import NmtError
-from nmt.translator import EOS_PIECE, Translation, Translator, read_input_lines, warn_truncated
+from nmt.models.base import ATTENTION_KINDS, AttentionKind
+from nmt.translator import (
+    Translation,
+    Translator,
+    attention_labels,
+    read_input_lines,
+    warn_truncated,
+)
+
+# (columns, rows) of a heat map: keys across, queries down
+AXIS_LABELS = {
+    "cross": ("source", "output"),
+    "encoder-self": ("source (keys)", "source (queries)"),
+    "decoder-self": ("output so far (keys)", "output (queries)"),
+}
+
+
+@dataclass(frozen=True)
+class PlotRequest:
+    """Which attention the heat maps show (``--attention-*``)."""
+
+    kind: AttentionKind = "cross"
+    layer: int = 0  # resolved: from 0
+    head: int | None = None  # None: the average of the heads
+    all_heads: bool = False  # one grid of every head per sentence
+
 
 # --- output ---------------------------------------------------------------------------------
 
@@ -53,21 +81,45 @@ def format_translation(
 
 
 def write_plots(
-    directory: Path, first_line: int, sources: list[str], translations: list[Translation]
+    directory: Path,
+    first_line: int,
+    sources: list[str],
+    translations: list[Translation],
+    translator: Translator,
+    request: PlotRequest,
 ) -> None:
-    """One heat map per translated sentence, named by its input line number."""
-    from nmt.plotting import plot_attention
-
+    """One image per translated sentence, named by its input line number: a heat map of the
+    requested attention (one head, or the average of the heads), or a grid of every head."""
     directory.mkdir(parents=True, exist_ok=True)
-    for offset, (source, translation) in enumerate(zip(sources, translations, strict=True)):
-        if not translation.candidates:
-            continue
-        best = translation.candidates[0]
-        title = f"{source[:60]} -> {best.text[:60]}"
-        path = directory / f"{first_line + offset:04d}.png"
-        plot_attention(
-            best.attention, translation.source_pieces, best.pieces + [EOS_PIECE], path, title
-        )
+    maps = translator.attention_maps(translations, request.kind, request.layer)
+    for offset, (source, translation, heads) in enumerate(
+        zip(sources, translations, maps, strict=True)
+    ):
+        if heads is not None:
+            title = f"{source[:60]} -> {translation.candidates[0].text[:60]}"
+            path = directory / f"{first_line + offset:04d}.png"
+            _plot(heads, translation, title, path, request)
+
+
+def _plot(
+    heads: Tensor, translation: Translation, title: str, path: Path, request: PlotRequest
+) -> None:
+    """The image of one sentence's attention ``heads`` ``(heads, rows, columns)``."""
+    from nmt.plotting import attention_grid, plot_attention, save_figure
+
+    kind, layer = request.kind, request.layer
+    rows, columns = attention_labels(translation, kind)
+    if request.all_heads:
+        titles = [f"{kind}, layer {layer}, head {h}" for h in range(len(heads))]
+        weights = heads
+    else:
+        weights = heads.mean(dim=0) if request.head is None else heads[request.head]
+        if kind == "cross":  # the classic alignment plot
+            plot_attention(weights, columns, rows, path, title)
+            return
+        which = "heads averaged" if request.head is None else f"head {request.head}"
+        titles, weights = [f"{kind}, layer {layer}, {which}"], weights[None]
+    save_figure(attention_grid(weights, columns, rows, titles, AXIS_LABELS[kind], title), path)
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -93,7 +145,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attention-layer",
         type=int,
         metavar="N",
-        help="Transformer: the decoder layer whose cross-attention is shown (default: the last)",
+        help="the layer whose attention is shown, from 0 (negative: from the last; default: "
+        "the last, or for cross-attention the config's attention_layer); also --alignments'",
+    )
+    parser.add_argument(
+        "--attention-head",
+        metavar="H|all",
+        help="plot head H (from 0), or a grid of all heads (default: the heads' average)",
+    )
+    parser.add_argument(
+        "--attention-kind",
+        choices=ATTENTION_KINDS,
+        default="cross",
+        help="plot cross-attention (output over source, the default), encoder-self "
+        "(source over source) or decoder-self (output over the output so far)",
     )
 
 
@@ -104,17 +169,10 @@ def main(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     translator = load_translator_for(args)
-    if args.attention_layer is not None:
-        try:
-            translator.set_attention_layer(args.attention_layer)
-        except ConfigError as error:
-            flag = f"--attention-layer {args.attention_layer}:"
-            raise ConfigError(
-                str(error).replace("model.transformer.attention_layer:", flag)
-            ) from None
-    settings = decoding_settings(translator, args, bool(args.attention_plot or args.alignments))
+    request = _plot_request(translator, args)
+    settings = decoding_settings(translator, args, args.alignments)
     if not args.sentences and args.input is None and sys.stdin.isatty():
-        return _interactive(translator, settings, args)
+        return _interactive(translator, settings, args, request)
 
     if args.sentences:
         # Undecodable bytes in arguments arrive as surrogate escapes: back to bytes, then
@@ -137,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(text)
         sys.stdout.buffer.flush()
     if args.attention_plot:
-        write_plots(args.attention_plot, 1, sources, translations)
+        write_plots(args.attention_plot, 1, sources, translations, translator, request)
     return 0
 
 
@@ -146,10 +204,42 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise NmtError("give sentences as arguments or --input FILE, not both")
     if args.alignments and not args.json:
         raise NmtError("--alignments goes with --json")
+    if not args.attention_plot and (args.attention_head or args.attention_kind != "cross"):
+        raise NmtError("--attention-head and --attention-kind go with --attention-plot")
+
+
+def _plot_request(translator: Translator, args: argparse.Namespace) -> PlotRequest:
+    """The attention to show, checked against the model before anything is translated;
+    ``--attention-layer`` also selects the layer of ``--alignments`` (cross-attention)."""
+    kind = args.attention_kind
+    if not (args.attention_plot or args.alignments or args.attention_layer is not None):
+        return PlotRequest(kind)
+    if args.attention_plot and translator.engine != "torch":
+        raise NmtError(
+            f"--attention-plot needs --engine torch (heat maps come from a teacher-forced pass "
+            f"of the torch model; {translator.engine} gives --alignments only)"
+        )
+    layer = translator.attention_layer(kind, args.attention_layer)
+    if (
+        kind == "cross"
+        and args.attention_layer is not None
+        and hasattr(translator.model, "attention_layer")
+    ):
+        translator.set_attention_layer(layer)
+    heads = translator.model.attention_heads
+    head = args.attention_head
+    if head is None or head == "all":
+        return PlotRequest(kind, layer, all_heads=head == "all")
+    if not (head.isdigit() and int(head) < heads):
+        raise ConfigError(f"--attention-head {head}: expected a head in [0, {heads}) or all")
+    return PlotRequest(kind, layer, int(head))
 
 
 def _interactive(
-    translator: Translator, settings: DecodingSettings, args: argparse.Namespace
+    translator: Translator,
+    settings: DecodingSettings,
+    args: argparse.Namespace,
+    request: PlotRequest,
 ) -> int:
     """A prompt: one sentence per line, translated as soon as it is entered."""
     print("Type a sentence and press Enter; Ctrl-D quits.", file=sys.stderr)
@@ -168,4 +258,4 @@ def _interactive(
         sys.stdout.buffer.write((line + "\n").encode("utf-8"))
         sys.stdout.buffer.flush()
         if args.attention_plot:
-            write_plots(args.attention_plot, number, [source], [translation])
+            write_plots(args.attention_plot, number, [source], [translation], translator, request)

@@ -121,6 +121,13 @@ class CTranslate2Translator(Translator):
     def device(self) -> str:
         return self._device
 
+    def attention_layer(self, kind: str = "cross", layer: int | None = None) -> int:
+        """Only the cross-attention layer chosen at export (for ``--alignments``)."""
+        exported = self.config.model.transformer.attention_layer
+        if kind == "cross" and layer is None:
+            return exported % self.config.model.transformer.decoder_layers
+        self.set_attention_layer(layer)  # refuses, saying why
+
     def set_attention_layer(self, layer: int) -> None:
         exported = self.config.model.transformer.attention_layer
         raise NmtError(

@@ -2,7 +2,7 @@
 the scores into an alignment with a softmax over the real (non-padding) keys, and return the
 alignment-weighted average of the values.
 
-The GRU decoder uses one query per step and a pluggable :class:`Score`. The Transformer uses
+The recurrent decoder uses one query per step and a pluggable :class:`Score`. The Transformer uses
 :class:`MultiHeadAttention`, whose core computation (``softmax(QK^T / sqrt(d)) V`` for
 :class:`SoftmaxAttention`) and incremental cache form one swappable :class:`AttentionCore`.
 """
@@ -10,13 +10,17 @@ The GRU decoder uses one query per step and a pluggable :class:`Score`. The Tran
 from __future__ import annotations
 
 import math
+import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# --- GRU decoder: one query per step ---------------------------------------------------------
+from nmt.config import AttentionScore
+
+# --- recurrent decoder: one query per step ---------------------------------------------------
 
 
 class Score(nn.Module, ABC):
@@ -64,34 +68,85 @@ class DotScore(Score):
 
 
 class GeneralScore(Score):
-    """Luong et al. (2015), bilinear: ``q^T W k``; ``W k`` is computed once per sentence."""
+    """Luong et al. (2015), bilinear: ``q^T W k``; ``W k`` is computed once per sentence.
 
-    def __init__(self, query_dim: int, key_dim: int) -> None:
+    ``biased``: ``q^T W k + b^T k`` (a learned prior on keys, which a scalar bias would not
+    be: it would cancel in the softmax); ``activation``: applied to the score, as in
+    ``tanh(q^T W k + b^T k)`` (the "activated general" score).
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        biased: bool = False,
+        activation: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.key_proj = nn.Linear(key_dim, query_dim, bias=False)
+        self.key_bias = nn.Linear(key_dim, 1, bias=False) if biased else None
+        self.activation = activation
 
     def project_keys(self, keys: Tensor) -> Tensor:
-        return self.key_proj(keys)
+        """``W k``, with ``b^T k`` as one more column when biased."""
+        projected = self.key_proj(keys)
+        if self.key_bias is None:
+            return projected
+        return torch.cat([projected, self.key_bias(keys)], dim=-1)
 
     def forward(self, query: Tensor, projected_keys: Tensor) -> Tensor:
-        return torch.bmm(projected_keys, query.unsqueeze(2)).squeeze(2)
+        if self.key_bias is None:
+            scores = torch.bmm(projected_keys, query.unsqueeze(2)).squeeze(2)
+        else:
+            keys, bias = projected_keys[..., :-1], projected_keys[..., -1]
+            scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2) + bias
+        return scores if self.activation is None else self.activation(scores)
 
 
-SCORES = ("additive", "dot", "scaled_dot", "general")
+class CosineScore(Score):
+    """Content-based addressing (Graves et al., 2014): ``beta cos(q, k)``.
+
+    The cosine alone lies in [-1, 1], which leaves a softmax over ten keys nearly uniform;
+    the sharpness ``beta`` (the key strength of the Neural Turing Machine, here one learned
+    scalar) starts at ``sqrt(d)``, so that the scores of random vectors start with unit
+    spread, as scaled dot-product scores do.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.log_beta = nn.Parameter(torch.tensor(0.5 * math.log(dim)))
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        return F.normalize(keys, dim=-1)
+
+    def forward(self, query: Tensor, projected_keys: Tensor) -> Tensor:
+        cosines = torch.bmm(projected_keys, F.normalize(query, dim=-1).unsqueeze(2)).squeeze(2)
+        return self.log_beta.exp() * cosines
 
 
-def make_score(name: str, query_dim: int, key_dim: int, hidden_dim: int) -> Score:
-    """The score function called ``name`` (one of :data:`SCORES`)."""
-    if name in ("dot", "scaled_dot") and query_dim != key_dim:
+# "none" is no score: the recurrent decoder then reads a fixed context (models/gru.py).
+SCORES: tuple[str, ...] = typing.get_args(AttentionScore)
+SAME_SIZE_SCORES = ("dot", "scaled_dot", "cosine")  # compare q and k directly
+
+
+def make_score(name: str, query_dim: int, key_dim: int, hidden_dim: int) -> Score | None:
+    """The score function called ``name`` (one of :data:`SCORES`); None for ``none``."""
+    if name in SAME_SIZE_SCORES and query_dim != key_dim:
         raise ValueError(f"{name} attention needs query_dim == key_dim, got {query_dim, key_dim}")
+    if name == "none":
+        return None
     if name == "additive":
         return AdditiveScore(query_dim, key_dim, hidden_dim)
-    if name == "dot":
-        return DotScore()
-    if name == "scaled_dot":
-        return DotScore(scaled=True)
+    if name in ("dot", "scaled_dot"):
+        return DotScore(scaled=name == "scaled_dot")
     if name == "general":
         return GeneralScore(query_dim, key_dim)
+    if name == "biased_general":
+        return GeneralScore(query_dim, key_dim, biased=True)
+    if name == "activated_general":
+        return GeneralScore(query_dim, key_dim, biased=True, activation=torch.tanh)
+    if name == "cosine":
+        return CosineScore(query_dim)
     raise ValueError(f"unknown attention score {name!r}; expected one of {', '.join(SCORES)}")
 
 
@@ -142,8 +197,14 @@ class AttentionCore(nn.Module, ABC):
         """Attend with all positions at once; ``causal``: query i sees keys ``<= i`` only."""
 
     @abstractmethod
-    def start_cache(self, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Cache:
-        """A cache holding keys and values known up front (memory; or an empty prefix)."""
+    def start_cache(
+        self, k: Tensor, v: Tensor, key_mask: Tensor | None = None, need_weights: bool = False
+    ) -> Cache:
+        """A cache holding keys and values known up front (memory; or an empty prefix).
+
+        ``need_weights``: the steps will ask for attention weights over these keys (a core
+        that otherwise keeps no per-key state then keeps what the weights need).
+        """
 
     @abstractmethod
     def step(
@@ -159,6 +220,13 @@ class AttentionCore(nn.Module, ABC):
         Returns the output ``(batch, heads, 1, head_dim)``, the new cache and, with
         ``need_weights``, the weights ``(batch, heads, 1, k_len)``.
         """
+
+    @abstractmethod
+    def attention_weights(
+        self, q: Tensor, k: Tensor, key_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
+        """The weights ``forward`` uses, ``(batch, heads, q_len, k_len)``: for plots, off the
+        fast path (quadratic in length)."""
 
 
 class SoftmaxAttention(AttentionCore):
@@ -180,7 +248,9 @@ class SoftmaxAttention(AttentionCore):
             q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal
         )
 
-    def start_cache(self, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Cache:
+    def start_cache(
+        self, k: Tensor, v: Tensor, key_mask: Tensor | None = None, need_weights: bool = False
+    ) -> Cache:
         cache = {"keys": k, "values": v}
         if key_mask is not None:
             cache["key_mask"] = key_mask
@@ -203,12 +273,20 @@ class SoftmaxAttention(AttentionCore):
         key_mask = cache.get("key_mask")
         if not need_weights:
             return self.forward(q, cache["keys"], cache["values"], key_mask), cache, None
-        scores = q @ cache["keys"].transpose(-2, -1) / math.sqrt(q.size(-1))
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
+        weights = self.attention_weights(q, cache["keys"], key_mask)
         dropped = F.dropout(weights, self.dropout, self.training)
         return dropped @ cache["values"], cache, weights
+
+    def attention_weights(
+        self, q: Tensor, k: Tensor, key_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        if causal:
+            future = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        return torch.softmax(scores, dim=-1)
 
 
 class MultiHeadAttention(nn.Module):
@@ -246,9 +324,20 @@ class MultiHeadAttention(nn.Module):
         k, v = self._keys_values(key_value)
         return self.out_proj(self._merge(self.core(q, k, v, key_mask, causal)))
 
-    def memory_cache(self, memory: Tensor, memory_mask: Tensor) -> Cache:
-        """Cross-attention cache: the memory's keys and values, projected once per sentence."""
-        return self.core.start_cache(*self._keys_values(memory), memory_mask)
+    def attention_weights(
+        self, query: Tensor, key_value: Tensor, key_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
+        """Every head's weights in ``forward``, ``(batch, heads, q_len, k_len)`` (for plots)."""
+        q = self._split(self.query_proj(query))
+        k, _ = self._keys_values(key_value)
+        return self.core.attention_weights(q, k, key_mask, causal)
+
+    def memory_cache(
+        self, memory: Tensor, memory_mask: Tensor, need_weights: bool = False
+    ) -> Cache:
+        """Cross-attention cache: the memory's keys and values, projected once per sentence
+        (``need_weights``: the steps will ask for attention weights)."""
+        return self.core.start_cache(*self._keys_values(memory), memory_mask, need_weights)
 
     def empty_cache(self, batch_size: int, like: Tensor) -> Cache:
         """Self-attention cache before the first step (``like``: dtype and device)."""

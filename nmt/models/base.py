@@ -6,6 +6,10 @@ Training uses the teacher-forced :meth:`Seq2Seq.forward`; search (greedy and bea
 everything a step needs (the encoder memory included), so beam search can expand and
 reorder hypotheses with a single :meth:`DecoderState.reorder` call.
 
+Attention plots of any layer, head and kind (:data:`ATTENTION_KINDS`) come from
+:meth:`Seq2Seq.attention_maps`, a teacher-forced pass over a finished translation, so the
+search never computes weights it does not return.
+
 Shapes: ``src`` is ``(batch, src_len)`` token ids padded with ``pad_id``; ``src_lengths`` is
 ``(batch,)``; ``tgt_in`` is the target shifted right (``bos`` first), ``(batch, tgt_len)``.
 """
@@ -14,11 +18,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+# Queries from -> keys from: output -> source, source -> source, output -> output so far.
+AttentionKind = Literal["cross", "encoder-self", "decoder-self"]
+ATTENTION_KINDS: tuple[AttentionKind, ...] = ("cross", "encoder-self", "decoder-self")
 
 
 @dataclass
@@ -48,7 +57,8 @@ class DecoderState(ABC):
         Rows sum to 1 over real source positions and are 0 on padding. For the Transformer:
         the cross-attention of the configured layer, averaged over heads (with Random Feature
         Attention the weights are estimates: a few can be slightly negative and a row can sum
-        to a little less than 1). ``None`` before the first step.
+        to a little less than 1). ``None`` before the first step, and always for a model
+        without cross-attention (``num_attention_layers("cross") == 0``).
         """
 
 
@@ -61,6 +71,7 @@ class Seq2Seq(nn.Module, ABC):
 
     pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
     max_length: int | None = None
+    attention_heads: int = 1  # heads of every attention of the model
 
     @abstractmethod
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
@@ -89,6 +100,36 @@ class Seq2Seq(nn.Module, ABC):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits ``(batch, tgt_len, vocab)``."""
         return self.decode(self.encode(src, src_lengths), tgt_in)
+
+    def num_attention_layers(self, kind: AttentionKind) -> int:
+        """How many layers have attention of ``kind`` (0: the model has none of that kind).
+
+        Default: the cross-attention that ``state.attention`` exposes, and nothing else.
+        """
+        return int(kind == "cross")
+
+    def attention_maps(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, kind: AttentionKind, layer: int
+    ) -> Tensor:
+        """Teacher-forced attention weights of every head of one attention, ``(batch, heads,
+        queries, keys)``.
+
+        ``layer`` indexes the layers with attention of ``kind`` (negative: from the last; the
+        caller checks the range). Queries and keys: ``cross`` output positions (``tgt_len``)
+        over source positions; ``encoder-self`` source over source; ``decoder-self`` output
+        positions over the output so far (causal: 0 above the diagonal). Padding keys get 0.
+
+        Default: ``state.attention`` step by step along ``tgt_in``, as one head; a family with
+        more kinds, layers or heads overrides this.
+        """
+        if self.num_attention_layers(kind) == 0:
+            raise ValueError(f"{type(self).__name__} has no {kind} attention")
+        state = self.init_state(self.encode(src, src_lengths), need_attention=True)
+        rows = []
+        for t in range(tgt_in.size(1)):
+            _, state = self.decode_step(tgt_in[:, t], state)
+            rows.append(state.attention)
+        return torch.stack(rows, dim=1).unsqueeze(1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -35,19 +35,27 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt.config import RFAConfig
+from nmt.config import FeatureMap, RFAConfig
 from nmt.models.attention import AttentionCore, Cache
 
-FeatureMap = Literal["trig", "positive"]
-
-# Default denominator floors (see RandomFeatureAttention._safe_denominator).
-DEFAULT_DENOMINATOR_EPS = {"trig": 1e-2, "positive": 1e-6}
+# Default denominator floors by the config's denominator_floor (see
+# RandomFeatureAttention._safe_denominator). Trig estimates can be ~0 or negative: relative,
+# 0.1 of an orthogonal key's kernel (0.037 at sigma = 1; 0.0105 at sigma = 1.5, about the
+# absolute 0.01, which keeps few features as accurate as it did: bench_attention.py).
+# Positive and arc-cosine estimates are >= 0, so the weights are a convex combination
+# whatever the denominator: relative, they are floored only against 0 / 0. (At large sigma a
+# finite sample of positive features underestimates the kernel by orders of magnitude, so
+# any floor in kernel units would bind.)
+DEFAULT_DENOMINATOR_EPS = {
+    "relative": {"trig": 1e-1, "positive": 0.0, "arccos": 0.0},
+    "absolute": {"trig": 1e-2, "positive": 1e-6, "arccos": 1e-6},
+}
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 Method = TypeVar("Method", bound=Callable)
 
@@ -80,27 +88,40 @@ def full_precision(method: Method) -> Method:
 
 
 def random_features(x: Tensor, projection: Tensor, feature_map: FeatureMap = "trig") -> Tensor:
-    """``phi(x)`` with ``E[phi(x) . phi(y)] = exp(-|x - y|^2 / 2)``, the Gaussian kernel.
+    """``phi(x)`` whose dot products ``phi(x) . phi(y)`` estimate a kernel without bias.
 
     ``x`` is ``(batch, heads, length, head_dim)``; ``projection`` is ``(heads, num_features,
     head_dim)`` of standard normal rows ``w``. Returns ``(batch, heads, length, 2 *
     num_features)``:
 
-    - ``trig``: ``sqrt(1/D) [sin(w.x), cos(w.x)]``, the paper's random Fourier features;
-      ``|phi(x)| = 1``, but an estimate ``phi(x).phi(y)`` can be negative.
+    - ``trig``: ``sqrt(1/D) [sin(w.x), cos(w.x)]``, the paper's random Fourier features, for
+      the Gaussian kernel ``exp(-|x - y|^2 / 2)``; ``|phi(x)| = 1``, but an estimate
+      ``phi(x).phi(y)`` can be negative.
     - ``positive``: ``sqrt(1/2D) exp(-|x|^2) [exp(w.x), exp(-w.x)]``, positive features
-      (Choromanski et al., 2021) rescaled to the same kernel: estimates are always > 0.
+      (Choromanski et al., 2021) rescaled to the same Gaussian kernel: estimates are > 0.
+    - ``arccos``: ``sqrt(1/D) [relu(w.x), relu(-w.x)]``, the paper's ``phi_arccos`` with
+      antithetic pairs, for the arc-cosine kernel of degree 1 (Cho and Saul, 2009),
+      ``|x| |y| (sin t + (pi - t) cos t) / pi`` at angle ``t``: estimates are >= 0.
+
+    The core uses this definition with stabilisers that cancel in its ratios (see
+    ``RandomFeatureAttention._query_features``).
     """
-    num_features = projection.size(1)
     angles = torch.einsum("bhtd,hfd->bhtf", x, projection)
+    if feature_map == "positive":
+        return _exp_features(angles, -x.pow(2).sum(dim=-1, keepdim=True))
+    num_features = projection.size(1)
     if feature_map == "trig":
-        features, scale = torch.cat([angles.sin(), angles.cos()], dim=-1), num_features**-0.5
+        features = torch.cat([angles.sin(), angles.cos()], dim=-1)
     else:
-        squared_norm = x.pow(2).sum(dim=-1, keepdim=True)
-        features = torch.cat([(angles - squared_norm).exp(), (-angles - squared_norm).exp()], -1)
-        scale = (2 * num_features) ** -0.5
+        features = torch.cat([angles.relu(), (-angles).relu()], dim=-1)
     # In place: autograd keeps no copy of cat's output, so this saves a tensor of features.
-    return features.mul_(scale)
+    return features.mul_(num_features**-0.5)
+
+
+def _exp_features(angles: Tensor, log_shift: Tensor) -> Tensor:
+    """``sqrt(1/2D) exp(log_shift) [exp(w.x), exp(-w.x)]`` from the ``angles`` ``w.x``."""
+    features = torch.cat([(angles + log_shift).exp(), (log_shift - angles).exp()], dim=-1)
+    return features.mul_((2 * angles.size(-1)) ** -0.5)
 
 
 def causal_linear_attention(
@@ -174,22 +195,27 @@ class RandomFeatureAttention(AttentionCore):
     ``config`` (:class:`~nmt.config.RFAConfig`, the ``model.transformer.rfa`` section):
 
     - ``num_features``: random vectors per head (the feature dimension is twice that).
-    - ``feature_map``: ``trig`` (the paper) or ``positive`` (see :func:`random_features`).
+    - ``feature_map``: ``trig`` or ``arccos`` (the paper's two), or ``positive`` (see
+      :func:`random_features`).
     - ``sigma``, ``learn_sigma``: queries and keys are l2-normalised per head and scaled by
-      ``sigma``, so the kernel is proportional to ``exp(sigma^2 q.k)``: ``sigma^2`` is the
-      inverse softmax temperature. Learned per head and dimension (the paper's
-      reparameterisation ``w = sigma * eps``) or fixed.
+      ``sigma`` per head and dimension (the paper's reparameterisation ``w = sigma * eps``),
+      learned or fixed. For the Gaussian kernel (trig, positive) the weights are then
+      ``softmax_i(x.y_i - |y_i|^2 / 2)`` with ``x = sigma * q^``, ``y_i = sigma * k_i^``:
+      with one sigma per head ``|y_i|`` is the same for every key and this is
+      ``softmax(sigma^2 q^.k^)``, sigma^2 the inverse temperature (docs/rfa.md).
     - ``gated``: the paper's gated recurrence for causal attention, gate
       ``g_t = sigmoid(w_h . k_t + b_h)`` from each head's (unnormalised) key.
-    - ``redraw``: ``"fixed"`` (one random projection per model, saved in checkpoints),
-      ``"every_step"``, or an int N: draw a new projection every N forward calls in training
-      mode (from the torch RNG). Eval mode, ``start_cache`` and ``step`` never redraw.
+    - ``redraw``: ``"every_step"`` (the default, the paper's setting), or an int N: draw a new
+      projection every N forward calls in training mode (from the torch RNG); ``"fixed"``:
+      one random projection per model. The projection in use is saved in checkpoints. Eval
+      mode, ``start_cache`` and ``step`` never redraw.
 
     Implementation settings, not in the config:
 
     - ``chunk_size``: positions per chunk of the parallel causal form.
-    - ``denominator_eps``: floor of the mean kernel estimate; None picks
-      :data:`DEFAULT_DENOMINATOR_EPS` of the feature map.
+    - ``denominator_eps``: floor of the mean kernel estimate, as a fraction of the kernel of
+      a key orthogonal to the query (``denominator_floor: relative``, scale-free), or of
+      the kernel's largest value (``absolute``); None picks :data:`DEFAULT_DENOMINATOR_EPS`.
     """
 
     def __init__(
@@ -207,11 +233,12 @@ class RandomFeatureAttention(AttentionCore):
             _require(value >= 1, name, "an integer >= 1", value)
         feature_map, num_features = config.feature_map, config.num_features
         if denominator_eps is None:
-            denominator_eps = DEFAULT_DENOMINATOR_EPS[feature_map]
-        _require(denominator_eps > 0, "denominator_eps", "a positive number", denominator_eps)
+            denominator_eps = DEFAULT_DENOMINATOR_EPS[config.denominator_floor][feature_map]
+        _require(denominator_eps >= 0, "denominator_eps", "a number >= 0", denominator_eps)
         self.feature_map = feature_map
         self.chunk_size = chunk_size
         self.denominator_eps = denominator_eps
+        self.relative_floor = config.denominator_floor == "relative"
         self.redraw_every = {"fixed": 0, "every_step": 1}.get(config.redraw, config.redraw)
         if self.redraw_every:
             # Training forward calls so far; a buffer, so that checkpoints keep it and a
@@ -241,6 +268,16 @@ class RandomFeatureAttention(AttentionCore):
             f"feature_map={self.feature_map}, gated={self.gated}, redraw_every={self.redraw_every}"
         )
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # A run resumed with another redraw setting (the default became every_step): the
+        # counter starts from 0, or is dropped. The projection itself is always loaded.
+        counter = prefix + "train_calls"
+        if self.redraw_every:
+            state_dict.setdefault(counter, torch.zeros((), dtype=torch.long))
+        else:
+            state_dict.pop(counter, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # --- whole sequences ---------------------------------------------------------------------
 
     @full_precision
@@ -251,20 +288,20 @@ class RandomFeatureAttention(AttentionCore):
         self._check(q, k, v, key_mask, causal)
         if self.training and self.redraw_every and self._count_train_call():
             self.redraw_projection()
-        query_features = self._features(q)
+        query_features, log_unit = self._query_features(q)
         if not causal:
-            memory = self.start_cache(k, v, key_mask, keep_key_features=False)
-            return self._read(query_features, memory)[0]
+            memory = self.start_cache(k, v, key_mask)
+            return self._read(query_features, log_unit, memory)[0]
         write, log_gates = self._write_weights(k, key_mask)
         sums = causal_linear_attention(
             query_features,
-            self._features(k),
+            self._key_features(k),
             _weighted_values(v, write),
             log_gates,
             self.chunk_size,
         )
         return sums[..., :-1] / self._safe_denominator(
-            sums[..., -1:], _causal_mass(write, log_gates)
+            sums[..., -1:], _causal_mass(write, log_gates), log_unit
         )
 
     @full_precision
@@ -278,7 +315,8 @@ class RandomFeatureAttention(AttentionCore):
         """
         self._check(q, k, k, key_mask, causal)
         write, log_gates = self._write_weights(k, key_mask)
-        kernel = self._features(q) @ (self._features(k) * write.unsqueeze(-1)).transpose(-1, -2)
+        query_features, log_unit = self._query_features(q)
+        kernel = query_features @ (self._key_features(k) * write.unsqueeze(-1)).transpose(-1, -2)
         if causal:
             length = q.size(2)
             earlier = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
@@ -291,20 +329,21 @@ class RandomFeatureAttention(AttentionCore):
             mass = _causal_mass(write, log_gates)
         else:
             mass = write.sum(dim=-1)[..., None, None]
-        return kernel / self._safe_denominator(kernel.sum(dim=-1, keepdim=True), mass)
+        return kernel / self._safe_denominator(kernel.sum(dim=-1, keepdim=True), mass, log_unit)
 
     # --- incremental decoding ----------------------------------------------------------------
 
     @full_precision
     def start_cache(
-        self, k: Tensor, v: Tensor, key_mask: Tensor | None = None, keep_key_features: bool = True
+        self, k: Tensor, v: Tensor, key_mask: Tensor | None = None, need_weights: bool = False
     ) -> Cache:
         """The state after reading keys ``k`` and values ``v`` ``(batch, heads, k_len, *)``.
 
         Entries: ``kv`` ``(batch, heads, F, head_dim + 1)``, the sum ``S`` with ``z`` as its
         last column; ``mass`` ``(batch, heads, 1, 1)``, the total weight of the keys (their
-        number without gating); with ``keep_key_features``, ``key_features`` ``(batch, heads,
-        k_len, F)`` for attention weights (drop it to make beam reordering O(1) in k_len too).
+        number without gating); only with ``need_weights``, ``key_features`` ``(batch, heads,
+        k_len, F)`` for attention weights. Without it the cache is O(1) in ``k_len``, and so is
+        beam search's reordering of it.
         """
         _check_shapes(k, k, v, key_mask, causal=False)
         write, log_gates = self._write_weights(k, key_mask)
@@ -312,12 +351,12 @@ class RandomFeatureAttention(AttentionCore):
             # What each key is worth after the gates of all the keys after it.
             gated = log_gates.cumsum(dim=-1)
             write = write * (gated[..., -1:] - gated).exp()
-        key_features = self._features(k)
+        key_features = self._key_features(k)
         cache = {
             "kv": key_features.transpose(-1, -2) @ _weighted_values(v, write),
             "mass": write.sum(dim=-1)[..., None, None],
         }
-        if keep_key_features:
+        if need_weights:
             cache["key_features"] = key_features * write.unsqueeze(-1)
         return cache
 
@@ -345,7 +384,7 @@ class RandomFeatureAttention(AttentionCore):
             raise ValueError("step: pass both k and v (self-attention) or neither")
         if k is not None:
             _check_shapes(q, k, v, None, causal=True)
-            key_update = self._features(k).transpose(-1, -2) @ _append_ones(v)  # (B, H, F, E)
+            key_update = self._key_features(k).transpose(-1, -2) @ _append_ones(v)  # (B, H, F, E)
             if self.gated:
                 logits = self._gate_logits(k).unsqueeze(-1)  # (B, H, 1, 1)
                 gate, write = torch.sigmoid(logits), torch.sigmoid(-logits)
@@ -354,13 +393,13 @@ class RandomFeatureAttention(AttentionCore):
             else:
                 kv, mass = cache["kv"] + key_update, cache["mass"] + 1
             cache = {"kv": kv, "mass": mass}  # key features of earlier steps are not kept
-        query_features = self._features(q)
-        out, denominator = self._read(query_features, cache)
+        query_features, log_unit = self._query_features(q)
+        out, denominator = self._read(query_features, log_unit, cache)
         weights = None
         if need_weights:
             if "key_features" not in cache:
                 raise ValueError(
-                    "step: attention weights need a cache from start_cache(keep_key_features=True)"
+                    "step: attention weights need a cache from start_cache(need_weights=True)"
                     " that no step has added keys to"
                 )
             weights = query_features @ cache["key_features"].transpose(-1, -2) / denominator
@@ -384,9 +423,55 @@ class RandomFeatureAttention(AttentionCore):
         self.train_calls.add_(1)
         return int(self.train_calls) % self.redraw_every == 0
 
-    def _features(self, x: Tensor) -> Tensor:
-        x = F.normalize(x, dim=-1) * self.log_sigma.exp()
-        return random_features(x, self.projection, self.feature_map)
+    def _scaled(self, x: Tensor) -> Tensor:
+        """``sigma * x / |x|`` (per head and dimension)."""
+        return F.normalize(x, dim=-1) * self.log_sigma.exp()
+
+    def _mean_sigma_squared(self) -> Tensor:
+        """``s^2``, the mean of ``sigma^2`` over a head's dimensions, ``(heads, 1, 1)``: the
+        squared norm of a scaled query or key, exactly with one sigma per head."""
+        return (2 * self.log_sigma).exp().mean(dim=-1, keepdim=True)
+
+    def _key_features(self, k: Tensor) -> Tensor:
+        y = self._scaled(k)
+        if self.feature_map != "positive":
+            return random_features(y, self.projection, self.feature_map)
+        # exp(-|y|^2) underflows once sigma grows: exp(s^2 - |y|^2) instead, the same up to
+        # the per-head constant exp(s^2), which cancels between numerator and denominator.
+        angles = torch.einsum("bhtd,hfd->bhtf", y, self.projection)
+        return _exp_features(angles, self._mean_sigma_squared() - y.pow(2).sum(-1, keepdim=True))
+
+    def _query_features(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Features of the queries and, per query, the log of the unit of the denominator
+        floor in the kernel estimates of these features (:meth:`_safe_denominator`).
+
+        The features are :func:`random_features` times a per-query factor, which cancels in
+        each query's weights: for ``positive``, ``exp(|x|^2 - m)`` with ``m`` the query's
+        largest ``|w.x|``, so that its largest feature is 1 however large sigma grows; the
+        key features (:meth:`_key_features`) add a per-head factor ``exp(s^2)``. The unit is
+        the product of those factors and, for a relative floor, the kernel of a key
+        orthogonal to the query with ``|y|^2 = s^2``.
+        """
+        x = self._scaled(q)
+        squared_norm, mean_sigma_squared = (
+            x.pow(2).sum(-1, keepdim=True),
+            self._mean_sigma_squared(),
+        )
+        if self.feature_map == "positive":
+            angles = torch.einsum("bhtd,hfd->bhtf", x, self.projection)
+            shift = angles.detach().abs().amax(dim=-1, keepdim=True)
+            features = _exp_features(angles, -shift)
+            log_unit = squared_norm + mean_sigma_squared - shift
+        else:
+            features = random_features(x, self.projection, self.feature_map)
+            log_unit = torch.zeros_like(squared_norm)
+        if not self.relative_floor:
+            return features, log_unit
+        if self.feature_map == "arccos":  # |x| s / pi (clamped: log(0) has no gradient)
+            product = (squared_norm * mean_sigma_squared).clamp(min=torch.finfo(x.dtype).tiny)
+            return features, log_unit + 0.5 * product.log() - math.log(math.pi)
+        # Gaussian kernel: exp(-(|x|^2 + s^2) / 2)
+        return features, log_unit - (squared_norm + mean_sigma_squared) / 2
 
     def _gate_logits(self, k: Tensor) -> Tensor:
         """``(batch, heads, length)``."""
@@ -402,21 +487,29 @@ class RandomFeatureAttention(AttentionCore):
         logits = self._gate_logits(k)
         return torch.sigmoid(-logits) * keep, F.logsigmoid(logits) * keep
 
-    def _read(self, query_features: Tensor, cache: Cache) -> tuple[Tensor, Tensor]:
+    def _read(
+        self, query_features: Tensor, log_unit: Tensor, cache: Cache
+    ) -> tuple[Tensor, Tensor]:
         """Output and (floored) denominator of queries against a state."""
         sums = query_features @ cache["kv"]
-        denominator = self._safe_denominator(sums[..., -1:], cache["mass"])
+        denominator = self._safe_denominator(sums[..., -1:], cache["mass"], log_unit)
         return sums[..., :-1] / denominator, denominator
 
-    def _safe_denominator(self, denominator: Tensor, mass: Tensor) -> Tensor:
-        """Floor ``phi(q).z`` at ``eps * mass``: the mean kernel estimate is at least ``eps``.
+    def _safe_denominator(self, denominator: Tensor, mass: Tensor, log_unit: Tensor) -> Tensor:
+        """Floor ``phi(q).z`` at ``eps * mass * exp(log_unit)``: with a relative floor, the
+        mean kernel estimate is at least ``eps`` times the kernel of a key orthogonal to the
+        query; with an absolute one, at least ``eps``.
 
         Trig features can make the estimate ~0 or negative. The floor keeps outputs finite
-        (``|out| <= max|v| / eps``, as ``|phi(q).phi(k)| <= 1``) and scales with the key
-        weight, so it means the same with 5 keys or 5000, gated or not.
+        (``|out| <= max|v| / (eps exp(log_unit))``, as ``|phi(q).phi(k)| <= 1``) and scales
+        with the key weight, so it means the same with 5 keys or 5000, gated or not. The
+        relative floor scales with the kernel too: the absolute one binds on exact estimates
+        once sigma grows (the Gaussian kernel of orthogonal keys, ``exp(-sigma^2)``, is below
+        0.01 from sigma = 2.1 on). ``log_unit`` is capped so that the floor stays finite. With
+        ``eps = 0`` only a denominator of exactly 0 (every weight 0) is floored.
         """
-        floor = (self.denominator_eps * mass).clamp(min=torch.finfo(mass.dtype).tiny)
-        return torch.maximum(denominator, floor)
+        floor = self.denominator_eps * mass * log_unit.clamp(max=60.0).exp()
+        return torch.maximum(denominator, floor.clamp(min=torch.finfo(mass.dtype).tiny))
 
 
 def _append_ones(values: Tensor) -> Tensor:

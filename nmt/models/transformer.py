@@ -1,6 +1,6 @@
 """Transformer encoder-decoder (Vaswani et al., 2017).
 
-Embeddings scaled by ``sqrt(d_model)`` plus sinusoidal positions; N encoder layers
+Embeddings scaled by ``sqrt(d_model)`` plus sinusoidal (or learned) positions; N encoder layers
 (self-attention, feed-forward) and N decoder layers (causal self-attention, cross-attention,
 feed-forward), each sublayer wrapped in a residual connection with LayerNorm after it
 (post-norm, the paper) or before it (pre-norm, with a final LayerNorm on each stack).
@@ -27,7 +27,7 @@ from nmt.models.attention import (
     SoftmaxAttention,
     reorder_cache,
 )
-from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
+from nmt.models.base import AttentionKind, DecoderState, EncoderOutput, Seq2Seq, padding_mask
 from nmt.models.rfa import RandomFeatureAttention
 
 
@@ -61,15 +61,29 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
 
 
 class Embeddings(nn.Module):
-    """Token embeddings times ``sqrt(d_model)``, plus positions, then dropout."""
+    """Token embeddings times ``sqrt(d_model)``, plus positions, then dropout.
 
-    def __init__(self, vocab_size: int, d_model: int, max_positions: int, dropout: float) -> None:
+    ``learned_positions``: one trained vector per position (Gehring et al., 2017; BERT),
+    initialised like fairseq's, ``N(0, 1 / d_model)``; otherwise the sinusoids of the paper.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        max_positions: int,
+        dropout: float,
+        learned_positions: bool = False,
+    ) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.tokens.weight, std=d_model**-0.5)
         self.scale = math.sqrt(d_model)
-        # Not saved with the weights: a pure function of the sizes.
-        self.register_buffer("positions", sinusoidal_positions(max_positions, d_model), False)
+        if learned_positions:
+            self.positions = nn.Parameter(torch.randn(max_positions, d_model) * d_model**-0.5)
+        else:
+            # Not saved with the weights: a pure function of the sizes.
+            self.register_buffer("positions", sinusoidal_positions(max_positions, d_model), False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
@@ -136,6 +150,11 @@ class EncoderLayer(nn.Module):
         x = self.attention_residual.combine(x, self.self_attention(h, h, key_mask=src_mask))
         return self.ff_residual.combine(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
 
+    def attention_weights(self, x: Tensor, src_mask: Tensor) -> Tensor:
+        """The self-attention weights of ``forward(x, src_mask)``, every head."""
+        h = self.attention_residual.sublayer_input(x)
+        return self.self_attention.attention_weights(h, h, key_mask=src_mask)
+
 
 class DecoderLayer(nn.Module):
     def __init__(
@@ -157,11 +176,24 @@ class DecoderLayer(nn.Module):
         self.ff_residual = Residual(d_model, dropout, pre_norm)
 
     def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
-        h = self.self_residual.sublayer_input(x)
-        x = self.self_residual.combine(x, self.self_attention(h, h, causal=True))
+        x = self._after_self_attention(x)
         h = self.cross_residual.sublayer_input(x)
         x = self.cross_residual.combine(x, self.cross_attention(h, memory, key_mask=src_mask))
         return self.ff_residual.combine(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
+
+    def _after_self_attention(self, x: Tensor) -> Tensor:
+        h = self.self_residual.sublayer_input(x)
+        return self.self_residual.combine(x, self.self_attention(h, h, causal=True))
+
+    def attention_weights(
+        self, x: Tensor, memory: Tensor, src_mask: Tensor, kind: AttentionKind
+    ) -> Tensor:
+        """The weights of one attention (``cross`` or ``decoder-self``) in ``forward``."""
+        if kind == "decoder-self":
+            h = self.self_residual.sublayer_input(x)
+            return self.self_attention.attention_weights(h, h, causal=True)
+        h = self.cross_residual.sublayer_input(self._after_self_attention(x))
+        return self.cross_attention.attention_weights(h, memory, key_mask=src_mask)
 
     def step(
         self, x: Tensor, self_cache: Cache, cross_cache: Cache, need_weights: bool
@@ -224,7 +256,9 @@ class Transformer(Seq2Seq):
             config.dropout,
         )
         pre_norm, max_positions = config.norm == "pre", config.max_positions
+        learned_positions = config.positions == "learned"
         self.max_length = max_positions
+        self.attention_heads = heads
         self.attention_layer = config.attention_layer % config.decoder_layers
 
         def core(kind: str, rfa: RFAConfig) -> AttentionCore:
@@ -233,11 +267,13 @@ class Transformer(Seq2Seq):
         # Only causal decoder self-attention has a gated form (checked by the config).
         ungated_rfa = dataclasses.replace(config.rfa, gated=False)
 
-        self.src_embed = Embeddings(src_vocab_size, d_model, max_positions, dropout)
+        self.src_embed = Embeddings(
+            src_vocab_size, d_model, max_positions, dropout, learned_positions
+        )
         self.tgt_embed = (
             self.src_embed
             if config.share_embeddings
-            else Embeddings(tgt_vocab_size, d_model, max_positions, dropout)
+            else Embeddings(tgt_vocab_size, d_model, max_positions, dropout, learned_positions)
         )
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(
@@ -295,8 +331,8 @@ class Transformer(Seq2Seq):
     def init_state(
         self, encoder_out: EncoderOutput, need_attention: bool = True
     ) -> TransformerState:
-        """``need_attention=False`` keeps every step on the fused attention kernels and leaves
-        ``state.attention`` as None."""
+        """``need_attention=False`` keeps every step on the fused attention kernels, keeps no
+        per-key state for weights in any cache, and leaves ``state.attention`` as None."""
         memory, src_mask = encoder_out.memory, encoder_out.src_mask
         return TransformerState(
             self_caches=[
@@ -304,8 +340,10 @@ class Transformer(Seq2Seq):
                 for layer in self.decoder_layers
             ],
             cross_caches=[
-                layer.cross_attention.memory_cache(memory, src_mask)
-                for layer in self.decoder_layers
+                layer.cross_attention.memory_cache(
+                    memory, src_mask, need_weights=need_attention and i == self.attention_layer
+                )
+                for i, layer in enumerate(self.decoder_layers)
             ],
             position=0,
             need_attention=need_attention,
@@ -330,3 +368,23 @@ class Transformer(Seq2Seq):
             self_caches, state.cross_caches, state.position + 1, state.need_attention, attention
         )
         return torch.log_softmax(logits, dim=-1), new_state
+
+    def num_attention_layers(self, kind: AttentionKind) -> int:
+        return len(self.encoder_layers if kind == "encoder-self" else self.decoder_layers)
+
+    def attention_maps(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, kind: AttentionKind, layer: int
+    ) -> Tensor:
+        src_mask = padding_mask(src_lengths.to(src.device), src.size(1))
+        x = self.src_embed(src)
+        layers = list(self.encoder_layers)
+        if kind == "encoder-self":
+            for encoder_layer in layers[:layer]:
+                x = encoder_layer(x, src_mask)
+            return layers[layer].attention_weights(x, src_mask)
+        memory = self.encode(src, src_lengths).memory
+        y = self.tgt_embed(tgt_in)
+        layers = list(self.decoder_layers)
+        for decoder_layer in layers[:layer]:
+            y = decoder_layer(y, memory, src_mask)
+        return layers[layer].attention_weights(y, memory, src_mask, kind)
