@@ -209,6 +209,11 @@ class TrainingConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast on CUDA only
+    compile: bool = False  # torch.compile the model for training (docs/training.md)
+    # Processes collating batches ahead of the step; auto: 2 on CUDA, 0 (in the main process)
+    # on a CPU, whose cores all train.
+    data_workers: Literal["auto"] | int = "auto"
+    peak_tflops: float = 0.0  # the device's peak for MFU; 0: known GPUs' datasheet peak
     deterministic: bool = False
     max_tokens: int = 4096  # token budget of one batch (source or target, the larger)
     accumulate: int = 1  # gradient accumulation: batches per optimiser step
@@ -489,6 +494,13 @@ def validate(config: Config) -> None:
         t.label_smoothing,
     )
     _require(t.valid_every > 0, "training.valid_every", "a positive number of steps", t.valid_every)
+    _require(
+        t.data_workers == "auto" or t.data_workers >= 0,
+        "training.data_workers",
+        "'auto' or a number of processes >= 0",
+        t.data_workers,
+    )
+    _require(t.peak_tflops >= 0, "training.peak_tflops", "a number >= 0", t.peak_tflops)
     d.validate()
     m.validate()
     if m.transformer.share_embeddings:
