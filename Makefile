@@ -2,22 +2,25 @@
 # the suite; both first set up the virtual environment (.venv) with torch and the package.
 #
 #   make data     clean, split and encode the corpus, train the vocabularies
-#   make train    train the default experiment (CONFIG=...), resuming if a run exists
-#   make eval     score the best checkpoint on the canonical test split
+#   make train    train the default experiment (CONFIG=...), resuming if a run exists; on a
+#                 machine with a CUDA GPU the default is the GPU-sized config
+#   make eval     score the best checkpoint on the canonical test split (on the GPU if any)
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
 #
-# Variables: CONFIG, DATA_MIRROR (corpora; default ../shared/data when present), PYTHON,
+# Variables: CONFIG (or CPU_CONFIG and GPU_CONFIG, the defaults), CHECKPOINT (make eval),
+# DATA_MIRROR (corpora; default ../shared/data when present), PYTHON,
 # TORCH_SPEC (the torch requirement installed when no torch is importable yet).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
+CPU_CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
+GPU_CONFIG ?= configs/tatoeba_zh_en_transformer_gpu.yaml
+# The experiment: CONFIG when given, else GPU_CONFIG when torch sees a CUDA GPU, else CPU_CONFIG.
+CHOSEN_CONFIG = $$($(PY) scripts/choose_config.py --cpu $(CPU_CONFIG) --gpu $(GPU_CONFIG) $(CONFIG))
 TORCH_SPEC ?= torch==2.13.0
 DATA_MIRROR ?= $(if $(wildcard ../shared/data),../shared/data,)
 export DATA_MIRROR
-NAME = $(basename $(notdir $(CONFIG)))
-CHECKPOINT ?= runs/$(NAME)/best.pt
 TEST_SRC ?= data/tatoeba-zh-en/test.zh
 TEST_REF ?= data/tatoeba-zh-en/test.en
 
@@ -40,14 +43,17 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 data: setup
-	$(PY) -m nmt prepare --config $(CONFIG)
+	@config=$(CHOSEN_CONFIG) && set -x && $(PY) -m nmt prepare --config $$config
 
 train: setup
-	$(PY) -m nmt train --config $(CONFIG)
+	@config=$(CHOSEN_CONFIG) && set -x && $(PY) -m nmt train --config $$config
 
+# CHECKPOINT=... scores another checkpoint than the experiment's best.pt.
 eval: setup
-	$(PY) -m nmt evaluate --checkpoint $(CHECKPOINT) --src $(TEST_SRC) --ref $(TEST_REF) \
-		--out runs/$(NAME)/test.hyp --report runs/$(NAME)/test_report.json
+	@config=$(CHOSEN_CONFIG) && name=$$(basename $$config .yaml) && set -x && \
+	$(PY) -m nmt evaluate --checkpoint $(or $(CHECKPOINT),runs/$$name/best.pt) \
+		--src $(TEST_SRC) --ref $(TEST_REF) \
+		--out runs/$$name/test.hyp --report runs/$$name/test_report.json
 
 test: setup
 	$(PY) -m pytest tests
