@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -277,7 +278,11 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         if t.deterministic:
-            torch.use_deterministic_algorithms(True)
+            # cuBLAS is deterministic only with this workspace setting, read when CUDA starts;
+            # a few CUDA kernels (attention's backward) have no deterministic form: those
+            # warn instead of stopping the run.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = distributed.start(resolve_device(t.device, "training.device:"), self.ranks)
         # Every rank builds the same model from the configured seed (DDP then checks that
         # they agree); dropout then gets each rank's own seed (below).
@@ -674,6 +679,10 @@ def train(config: Config, resume: bool = True) -> Progress:
     """Train (or resume) the experiment described by ``config``; returns where it ended."""
     trainer = Trainer(config, resume=resume)
     try:
-        return trainer.run()
+        progress = trainer.run()
+        # Leave together: a rank tearing down its connections while another still uses
+        # them can abort that one.
+        distributed.barrier(trainer.ranks)
+        return progress
     finally:
         distributed.stop()

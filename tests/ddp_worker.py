@@ -34,6 +34,7 @@ def main(config_path: str, out: str) -> None:
             "progress": progress,
         }
         torch.save(record, Path(out) / f"rank{trainer.rank}.pt")
+        distributed.barrier(trainer.ranks)
     finally:
         distributed.stop()
 
