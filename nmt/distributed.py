@@ -75,6 +75,11 @@ def start(configured: torch.device, ranks: Ranks) -> torch.device:
     return device
 
 
+def backend_name() -> str:
+    """The process group's backend, as torch names it (e.g. ``gloo``)."""
+    return str(dist.get_backend())
+
+
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -275,6 +275,26 @@ class Trainer:
         self.rank, self.world_size = self.ranks.rank, self.ranks.world_size
         self.is_main = self.ranks.is_main
         self.run_dir = config.run_dir
+        self.device = self._start_device()
+        # Every rank builds the same model from the configured seed (DDP then checks that
+        # they agree); dropout then gets each rank's own seed (below).
+        seed_everything(t.seed)
+        self._load_data()
+        self._build_model()
+        self.progress = Progress()
+        if resume and (self.run_dir / "last.pt").exists():
+            self._restore(self.run_dir / "last.pt")
+        self.rank_seed = distributed.rank_seed(t.seed, self.rank, self.progress.step)
+        if self.rank:
+            seed_everything(self.rank_seed)
+        self._wrap_for_training()
+        self.workers = data_workers(t.data_workers, self.device)
+        self.metrics_file = self.run_dir / "metrics.jsonl"
+        self.tensorboard = self._open_tensorboard() if self.is_main and t.tensorboard else None
+
+    def _start_device(self) -> torch.device:
+        """Threads, determinism, this rank's device (and the process group under torchrun)."""
+        t = self.config.training
         if t.threads:
             torch.set_num_threads(t.threads)
         if t.deterministic:
@@ -283,17 +303,17 @@ class Trainer:
             # warn instead of stopping the run.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.device = distributed.start(resolve_device(t.device, "training.device:"), self.ranks)
-        # Every rank builds the same model from the configured seed (DDP then checks that
-        # they agree); dropout then gets each rank's own seed (below).
-        seed_everything(t.seed)
+        return distributed.start(resolve_device(t.device, "training.device:"), self.ranks)
 
+    def _load_data(self) -> None:
+        """The prepared data and this rank's plan of optimiser steps."""
+        t = self.config.training
         # Rank 0 prepares (or finds cached) data first so ranks never write the same files.
         if self.is_main:
-            self.data = prepare_data(config.data)
+            self.data = prepare_data(self.config.data)
         distributed.barrier(self.ranks)
         if not self.is_main:
-            self.data = prepare_data(config.data)
+            self.data = prepare_data(self.config.data)
         self.train_corpus = self.data.encoded("train")
         sampler = TokenBatchSampler(
             self.train_corpus.src_lengths,
@@ -304,13 +324,15 @@ class Trainer:
         )
         self.plan = StepPlan(self.train_corpus, sampler, t.accumulate, self.rank, self.world_size)
 
-        self.model = build_model(
-            config.model, len(self.data.src_vocab), len(self.data.tgt_vocab)
-        ).to(self.device)
+    def _build_model(self) -> None:
+        """The model on its device, its FLOP count, optimiser, schedule and precision."""
+        t = self.config.training
+        sizes = len(self.data.src_vocab), len(self.data.tgt_vocab)
+        self.model = build_model(self.config.model, *sizes).to(self.device)
         self.flop_counter = FlopCounter.of(self.model)
         self.peak_flops = peak_flops(self.device, t.precision, t.peak_tflops)
-        self.optimizer = build_optimizer(self.model, config, self.device)
-        self.schedule = build_schedule(config)
+        self.optimizer = build_optimizer(self.model, self.config, self.device)
+        self.schedule = build_schedule(self.config)
         on_cuda = self.device.type == "cuda"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         self.use_autocast = on_cuda and self.autocast_dtype is not None
@@ -318,27 +340,27 @@ class Trainer:
             self._log(
                 f"training.precision={t.precision} applies on CUDA only: fp32 on {self.device}"
             )
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.use_autocast and t.precision == "fp16"
-        )
-        self.progress = Progress()
-        if resume and (self.run_dir / "last.pt").exists():
-            self._restore(self.run_dir / "last.pt")
-        self.rank_seed = distributed.rank_seed(t.seed, self.rank, self.progress.step)
-        if self.rank:
-            seed_everything(self.rank_seed)
+        fp16 = self.use_autocast and t.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def _wrap_for_training(self) -> None:
+        """``train_model``: the model as the steps call it (DDP under torchrun, compiled
+        with ``training.compile``); ``model`` stays the plain module that is saved."""
         self.ddp: nn.parallel.DistributedDataParallel | None = None
         self.train_model: nn.Module = self.model
         if self.world_size > 1:
-            device_ids = [self.device.index] if on_cuda else None
-            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            # Buffers saved with the model (RFA's redrawn projections) are broadcast from rank 0
+            # before each forward; constant tables (positions) need not be, every step.
+            saved = set(self.model.state_dict())
+            broadcast = any(name in saved for name, _ in self.model.named_buffers())
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=broadcast
+            )
             self.train_model = self.ddp
-        if t.compile:
+        if self.config.training.compile:
             # dynamic: batches of token-budget batching come in many shapes.
             self.train_model = torch.compile(self.train_model, dynamic=True)
-        self.workers = data_workers(t.data_workers, self.device)
-        self.metrics_file = self.run_dir / "metrics.jsonl"
-        self.tensorboard = self._open_tensorboard() if self.is_main and t.tensorboard else None
 
     # -- checkpoints --
 
@@ -446,9 +468,10 @@ class Trainer:
             return reason or "another rank stopped"
         return None
 
-    def _check_loss(self) -> None:
-        """Stop, without saving, when the loss of the steps since the last log step is not
-        finite (read here rather than at every step: reading waits for the GPU)."""
+    def _check_loss(self) -> float:
+        """The mean loss of the steps since the last log step; stops the run, without
+        saving, when it is not finite. (Read here rather than at every step: reading waits
+        for the GPU.)"""
         loss = self._window.loss()
         if not math.isfinite(loss):
             first, last = self._window.first_step, self.progress.step
@@ -458,6 +481,7 @@ class Trainer:
                 f"checkpoint is {self.run_dir / 'last.pt'} (if any). Try a lower "
                 "training.lr, more training.warmup_steps or training.clip_norm."
             )
+        return loss
 
     # -- one optimiser step --
 
@@ -528,14 +552,8 @@ class Trainer:
 
     def run(self) -> Progress:
         """Train until :meth:`decide_stop` says so; the final state is validated and saved."""
-        p, t = self.progress, self.config.training
-        precision = f"{t.precision} autocast" if self.use_autocast else "fp32"
-        self._log(
-            f"training {self.config.name}: {self.config.model.type} with {self.model.num_parameters():,} "
-            f"parameters on {self.device} ({self.world_size} process{'es' if self.world_size > 1 else ''}, "
-            f"{precision}{', compiled' if t.compile else ''}, {self.workers} data workers), "
-            f"{len(self.train_corpus):,} training pairs"
-        )
+        p = self.progress
+        self._announce()
         self._window = TrainingWindow(self.device, p.step)
         with StopFlag() as stop_flag:
             stop_reason = self.decide_stop(stop_flag)
@@ -557,6 +575,19 @@ class Trainer:
         self._summary(stop_reason, interrupted)
         self._close()
         return p
+
+    def _announce(self) -> None:
+        t = self.config.training
+        processes = "1 process"
+        if self.world_size > 1:
+            processes = f"{self.world_size} processes over {distributed.backend_name()}"
+        precision = f"{t.precision} autocast" if self.use_autocast else "fp32"
+        self._log(
+            f"training {self.config.name}: {self.config.model.type} with "
+            f"{self.model.num_parameters():,} parameters on {self.device} ({processes}, "
+            f"{precision}{', compiled' if t.compile else ''}, {self.workers} data workers), "
+            f"{len(self.train_corpus):,} training pairs"
+        )
 
     def _close(self) -> None:
         if self.tensorboard is not None:
@@ -614,8 +645,7 @@ class Trainer:
 
     def _log_training(self, bar: tqdm) -> None:
         p = self.progress
-        self._check_loss()
-        loss = self._window.loss()
+        loss = self._check_loss()
         tokens_per_second, flops_per_second = self._window.rates()
         lr = self.optimizer.param_groups[0]["lr"]
         entry: dict[str, Any] = {

@@ -18,11 +18,12 @@ Stages, in order of what they prove per second spent:
 
 Each stage writes ``OUT/NN-stage.json`` as soon as it ends and ``OUT/report.json`` gathers
 them with a summary, so a run cut short still returns what finished; each has a time limit
-within ``--budget``. Commands' output goes to ``OUT/logs/``. Exit status 0 when every stage
-that ran passed.
+within ``--budget``. Commands' output goes to ``OUT/logs/``, the runs' checkpoints to
+``--work`` (default runs/gpu_check_runs/). Exit status 0 when every stage that ran passed.
 
-Usage: scripts/gpu_check.sh [--out DIR] [--device cuda] [--budget 560] [--config YAML]
-       [--override section.key=value ...] [--train-minutes 3] [--tiny]
+Usage: scripts/gpu_check.sh [--out DIR] [--device cuda] [--budget 540] [--config YAML]
+       [--override section.key=value ...] [--train-minutes 3] [--stages NAME ...] [--tiny]
+       [--work DIR]
 """
 
 from __future__ import annotations
@@ -114,29 +115,32 @@ class Check:
     ) -> subprocess.CompletedProcess:
         """Run ``arguments`` with its output in ``logs/NAME.log``; on time-out the whole
         process group is killed (torchrun's workers too)."""
+        log = self.logs / f"{name}.log"
+        start = log.stat().st_size if log.exists() else 0
         process = self.start(name, arguments, env)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(process)
             raise
-        return subprocess.CompletedProcess(arguments, process.returncode, self.log(name), "")
+        with open(log, "rb") as handle:  # this command's output only
+            handle.seek(start)
+            output = handle.read().decode("utf-8", errors="replace")
+        return subprocess.CompletedProcess(arguments, process.returncode, output, "")
 
     def start(self, name: str, arguments: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
-        log.write(f"$ {' '.join(arguments)}\n")
-        log.flush()
-        return subprocess.Popen(
-            arguments,
-            cwd=REPO,
-            env=env or self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        """Start ``arguments`` in a process group of its own, appending to ``logs/NAME.log``."""
+        with open(self.logs / f"{name}.log", "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(arguments)}\n")
+            log.flush()
+            return subprocess.Popen(
+                arguments,
+                cwd=REPO,
+                env=env or self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def nmt(self, *arguments: str) -> list[str]:
         return [sys.executable, "-m", "nmt", *arguments]
@@ -252,7 +256,7 @@ def prepare(check: Check, timeout: float) -> dict[str, Any]:
 def resume_after_kill(check: Check, timeout: float) -> dict[str, Any]:
     """SIGKILL (no chance to save) after the first validation, then the same command."""
     every = 5 if check.args.tiny else 20
-    output = check.out / "runs" / "kill"
+    output = check.args.work / "kill"
     command = check.short_run(output, every, max_steps=4 * every)
     run_dir = output / check.config.name
     deadline = time.monotonic() + timeout
@@ -279,7 +283,7 @@ def resume_after_kill(check: Check, timeout: float) -> dict[str, Any]:
 def torchrun(check: Check, timeout: float) -> dict[str, Any]:
     """Two ranks, early stopping on, the last step a validation step (it used to hang)."""
     every = 4 if check.args.tiny else 10
-    output = check.out / "runs" / "torchrun"
+    output = check.args.work / "torchrun"
     train = check.short_run(output, every, max_steps=3 * every, patience=1)
     arguments = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     arguments += ["--nproc_per_node", "2", *train[1:]]  # "-m nmt train ..."
@@ -298,10 +302,14 @@ def torchrun(check: Check, timeout: float) -> dict[str, Any]:
 
 def train(check: Check, timeout: float) -> dict[str, Any]:
     """The experiment for a few minutes (what the budget allows)."""
-    reserve = 30 if check.args.tiny else 150  # evaluation and throughput
+    # Time for the stages after this one, and for starting up and the final validation.
+    reserve = sum(
+        RESERVE[stage] for stage in ("evaluate", "throughput") if stage in check.args.stages
+    )
+    reserve = 20 if check.args.tiny else reserve
     minutes = min(check.args.train_minutes, (timeout - reserve - 60) / 60)
     require(minutes > 0.2, "too little time left to train")
-    output = check.out / "runs" / "train"
+    output = check.args.work / "train"
     limit = (
         ["training.max_steps=30"] if check.args.tiny else [f"training.max_minutes={minutes:.2f}"]
     )
@@ -359,7 +367,8 @@ def throughput(check: Check, timeout: float) -> dict[str, Any]:
     tiny = check.args.tiny
     arguments = [sys.executable, "scripts/bench_models.py", "--models", str(check.args.config)]
     arguments += ["--device", check.args.device, "--precision", check.config.training.precision]
-    arguments += ["--max-tokens", *(["300"] if tiny else ["8000", "24000"])]
+    budget = check.config.training.max_tokens  # the config's batches, and twice as large
+    arguments += ["--max-tokens", str(budget), *([] if tiny else [str(2 * budget)])]
     arguments += ["--repeats", "2" if tiny else "10", "--decode-steps", "--json", str(report)]
     if check.args.device == "cuda":
         arguments.append("--compile")  # inductor on a CPU needs minutes: GPU only
@@ -372,6 +381,7 @@ def throughput(check: Check, timeout: float) -> dict[str, Any]:
     return rows
 
 
+RESERVE = {"evaluate": 60, "throughput": 150}  # seconds the train stage leaves them
 STAGES: list[tuple[str, Callable[[Check, float], dict[str, Any]], float]] = [
     ("environment", environment, 60),
     ("cuda_tests", cuda_tests, 120),
@@ -427,14 +437,20 @@ def main() -> int:
         "--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "runs" / "gpu_check")
     )
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--budget", type=float, default=560.0, help="seconds for all stages")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds for all stages")
     parser.add_argument("--config", type=Path, default=REPO / DEFAULT_CONFIG)
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--train-minutes", type=float, default=3.0)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "runs" / "gpu_check_runs",
+        help="where the runs' checkpoints go (not OUT: they are large)",
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU self-test)")
     parser.add_argument("--stages", nargs="+", default=[name for name, _, _ in STAGES])
     args = parser.parse_args()
-    args.out = args.out.resolve()
+    args.out, args.work = args.out.resolve(), args.work.resolve()
     args.config = args.config.resolve()
     args.override.append(f"training.device={args.device}")
     args.out.mkdir(parents=True, exist_ok=True)

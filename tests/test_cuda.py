@@ -66,12 +66,12 @@ def test_incremental_decoding_matches_teacher_forcing_in_bf16(variant: str) -> N
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_search_on_the_gpu_equals_search_on_the_cpu(model_type: str, beam_size: int) -> None:
     sources = [source for source, _ in PAIRS]
-    results = []
-    for device in ("cpu", "cuda"):
-        translator = Translator.from_checkpoint(tiny_checkpoint(model_type), device)
-        settings = translator.settings(beam_size=beam_size, batch_size=4)
-        results.append(translator.translate(sources, settings))
-    cpu, gpu = results
+    translators = [
+        Translator.from_checkpoint(tiny_checkpoint(model_type), d) for d in ("cpu", "cuda")
+    ]
+    torch.set_float32_matmul_precision("highest")  # loading onto CUDA turned TF32 on
+    settings = translators[0].settings(beam_size=beam_size, batch_size=4)
+    cpu, gpu = (translator.translate(sources, settings) for translator in translators)
     assert [t.text for t in gpu] == [t.text for t in cpu]
     for a, b in zip(cpu, gpu, strict=True):
         assert b.candidates[0].score == pytest.approx(a.candidates[0].score, abs=1e-3)

@@ -29,7 +29,8 @@ def test_gpu_check_runs_every_stage_on_the_cpu(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     env.pop("OUT", None)
     command = ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--device", "cpu", "--tiny"]
-    command += ["--config", str(config), "--out", str(out), "--budget", "400"]
+    command += ["--config", str(config), "--out", str(out), "--work", str(tmp_path / "runs")]
+    command += ["--budget", "400"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     failed = {name: s.get("error") for name, s in report["stages"].items() if not s["ok"]}
