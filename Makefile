@@ -2,25 +2,29 @@
 # the suite; both first set up the virtual environment (.venv) with torch and the package.
 #
 #   make data     clean, split and encode the corpus, train the vocabularies
-#   make train    train the default experiment (CONFIG=...), resuming if a run exists
-#   make eval     score the best checkpoint on the test split of its own data (CONFIG=...)
+#   make train    train the default experiment (CONFIG=...), resuming if a run exists; on a
+#                 machine with a CUDA GPU the default is the GPU-sized config
+#   make eval     score the best checkpoint on the test split of its own data (its direction;
+#                 on the GPU if there is one)
 #   make bench    the benchmark scripts (figures go to docs/benchmarks.md by hand)
 #   make serve    the HTTP server and web page on http://127.0.0.1:5000 (docs/serving.md)
 #   make export   the best checkpoint as an int8 CTranslate2 model (runs/<experiment>/ct2-int8)
 #
-# Variables: CONFIG, DATA_MIRROR (a folder of corpora to use instead of the copy embedded in
-# data/corpora/; unset by default), PYTHON, TORCH_SPEC (the torch requirement installed when
-# no torch is importable yet), CHECKPOINT, SERVE_ARGS (more nmt serve options, e.g.
-# SERVE_ARGS="--port 8080 --engine ctranslate2").
+# Variables: CONFIG (or CPU_CONFIG and GPU_CONFIG, the defaults), DATA_MIRROR (a folder of
+# corpora to use instead of the copy embedded in data/corpora/; unset by default), PYTHON,
+# TORCH_SPEC (the torch requirement installed when no torch is importable yet), CHECKPOINT
+# (make eval/serve/export; default the experiment's best.pt), SERVE_ARGS (more nmt serve
+# options, e.g. SERVE_ARGS="--port 8080 --engine ctranslate2").
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
+CPU_CONFIG ?= configs/tatoeba_zh_en_transformer.yaml
+GPU_CONFIG ?= configs/tatoeba_zh_en_transformer_gpu.yaml
+# The experiment: CONFIG when given, else GPU_CONFIG when torch sees a CUDA GPU, else CPU_CONFIG.
+CHOSEN_CONFIG = $$($(PY) scripts/choose_config.py --cpu $(CPU_CONFIG) --gpu $(GPU_CONFIG) $(CONFIG))
 TORCH_SPEC ?= torch==2.13.0
 export DATA_MIRROR  # make data DATA_MIRROR=DIR: that mirror instead of the embedded copy
-NAME = $(basename $(notdir $(CONFIG)))
-CHECKPOINT ?= runs/$(NAME)/best.pt
 
 LOG := $(VENV)/setup.log
 SERVE_ARGS ?=
@@ -57,24 +61,29 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 data: setup
-	$(PY) -m nmt prepare --config $(CONFIG)
+	@config=$(CHOSEN_CONFIG) && set -x && $(PY) -m nmt prepare --config $$config
 
 train: setup
-	$(PY) -m nmt train --config $(CONFIG)
+	@config=$(CHOSEN_CONFIG) && set -x && $(PY) -m nmt train --config $$config
 
 # The test split of the checkpoint's own data section, in its direction (nmt evaluate --split).
 eval: setup
-	$(PY) -m nmt evaluate --checkpoint $(CHECKPOINT) --split test \
-		--out $(dir $(CHECKPOINT))test.hyp --report $(dir $(CHECKPOINT))test_report.json
+	@config=$(CHOSEN_CONFIG) && name=$$(basename $$config .yaml) && \
+	checkpoint=$(or $(CHECKPOINT),runs/$$name/best.pt) && set -x && \
+	$(PY) -m nmt evaluate --checkpoint $$checkpoint --split test \
+		--out $$(dirname $$checkpoint)/test.hyp --report $$(dirname $$checkpoint)/test_report.json
 
 test: setup
 	$(PY) -m pytest tests
 
 serve: setup
-	$(PY) -m nmt serve --checkpoint $(CHECKPOINT) $(SERVE_ARGS)
+	@config=$(CHOSEN_CONFIG) && name=$$(basename $$config .yaml) && set -x && \
+	$(PY) -m nmt serve --checkpoint $(or $(CHECKPOINT),runs/$$name/best.pt) $(SERVE_ARGS)
 
 export: setup
-	$(PY) -m nmt export --checkpoint $(CHECKPOINT) --quantization int8 runs/$(NAME)/ct2-int8
+	@config=$(CHOSEN_CONFIG) && name=$$(basename $$config .yaml) && set -x && \
+	$(PY) -m nmt export --checkpoint $(or $(CHECKPOINT),runs/$$name/best.pt) \
+		--quantization int8 runs/$$name/ct2-int8
 
 lint: setup
 	$(VENV)/bin/ruff check nmt tests scripts

@@ -272,6 +272,11 @@ class TrainingConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast on CUDA only
+    compile: bool = False  # torch.compile the model for training (docs/training.md)
+    # Processes collating batches ahead of the step; auto: 2 on CUDA, 0 (in the main process)
+    # on a CPU, whose cores all train.
+    data_workers: Literal["auto"] | int = "auto"
+    peak_tflops: float = 0.0  # the device's peak for MFU; 0: known GPUs' datasheet peak
     deterministic: bool = False
     max_tokens: int = 4096  # token budget of one batch (source or target, the larger)
     accumulate: int = 1  # gradient accumulation: batches per optimiser step
@@ -332,6 +337,13 @@ class TrainingConfig:
         _check_probability(self, key, "label_smoothing")
         _check_number(self, key, "clip_norm", low=0)  # 0 disables clipping
         _check_number(self, key, "max_minutes", low=0)  # finite: 0 means no limit
+        _require(
+            self.data_workers == "auto" or self.data_workers >= 0,
+            f"{key}.data_workers",
+            "'auto' or a number of processes >= 0",
+            self.data_workers,
+        )
+        _check_number(self, key, "peak_tflops", low=0)  # 0: known GPUs' datasheet peak
 
 
 @dataclass

@@ -9,11 +9,16 @@ counted across resumes), early stopping, or SIGINT/SIGTERM (after saving).
 Resuming restores the model, optimiser, schedule, gradient scaler, random states, step and
 position in the data order, so a resumed run continues exactly where the stopped one was.
 Under ``torchrun`` every rank trains on its share of the batches (DistributedDataParallel);
-only rank 0 writes files and logs.
+only rank 0 validates, writes files and logs, and every rank keeps the same progress.
+
+Keeping a GPU busy: batches are collated (and pinned) ahead in DataLoader workers
+(``nmt/data/loader.py``) and copied without blocking; the step itself never waits for the
+GPU: losses stay on the device until a log step or a save reads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
+from nmt import distributed
 from nmt.checkpoint import (
     TRAINING_STATE,
     Checkpoint,
@@ -41,12 +46,15 @@ from nmt.checkpoint import (
 from nmt.config import Config, DecodingSettings
 from nmt.config import validate as validate_config
 from nmt.data.batching import TokenBatchSampler, collate
+from nmt.data.loader import StepInput, StepPlan, step_loader
 from nmt.data.prepare import PreparedData, prepare_data
 from nmt.data.readers import read_lines
 from nmt.data.vocab import PAD_ID
 from nmt.devices import resolve_device
+from nmt.distributed import Ranks
 from nmt.errors import CheckpointError, NmtError
 from nmt.evaluation import score
+from nmt.flops import FlopCounter, peak_flops
 from nmt.models import build_model
 from nmt.schedules import LearningRateSchedule, label_smoothed_nll, set_lr
 from nmt.translator import Translator
@@ -58,7 +66,8 @@ class TrainingError(NmtError):
 
 @dataclass
 class Progress:
-    """Everything about where a run is, saved in every checkpoint."""
+    """Everything about where a run is, saved in every checkpoint (and the same on every
+    rank)."""
 
     step: int = 0  # optimiser steps taken
     epoch: int = 0
@@ -73,22 +82,13 @@ class Progress:
 # --- set-up -----------------------------------------------------------------------------
 
 
-def distributed_context() -> tuple[int, int]:
-    """(rank, world_size); initialises the process group when launched by torchrun."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world_size
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
 
 def random_states() -> dict[str, Any]:
+    """The random states to save; all CPU tensors (CUDA's too: one per GPU)."""
     states = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -96,10 +96,14 @@ def random_states() -> dict[str, Any]:
 
 
 def restore_random_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`random_states` saved. torch takes random states only as CPU byte
+    tensors, so they are moved there whatever device a loader put them on."""
     random.setstate(_as_python_state(states["python"]))
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        # A run resumed on fewer GPUs than it was saved on restores those it has.
+        cuda_states = [state.cpu() for state in states["cuda"][: torch.cuda.device_count()]]
+        torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _as_python_state(state: Any) -> tuple:
@@ -108,11 +112,27 @@ def _as_python_state(state: Any) -> tuple:
     return (version, tuple(internal), gauss)
 
 
-def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    """Restore a gradient scaler; a run saved without one (fp32, bf16) resumed in fp16
+    starts scaling afresh (a disabled scaler saves an empty state, which an enabled one
+    refuses)."""
+    if state:
+        scaler.load_state_dict(state)
+
+
+def build_optimizer(
+    model: nn.Module, config: Config, device: torch.device
+) -> torch.optim.Optimizer:
+    """Adam or AdamW; on CUDA the fused implementation (one kernel for all parameters)."""
     t = config.training
     optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(
-        model.parameters(), lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay
+        model.parameters(),
+        lr=t.lr,
+        betas=tuple(t.betas),
+        eps=t.eps,
+        weight_decay=t.weight_decay,
+        fused=True if device.type == "cuda" else None,
     )
 
 
@@ -121,6 +141,14 @@ def build_schedule(config: Config) -> LearningRateSchedule:
     return LearningRateSchedule(
         t.schedule, t.lr, t.warmup_steps, t.plateau_factor, t.plateau_patience, t.min_lr
     )
+
+
+def data_workers(setting: str | int, device: torch.device) -> int:
+    """Processes collating batches ahead: ``auto`` gives 2 to feed a GPU and none on a CPU,
+    whose cores are all busy training (a worker would take one from the model)."""
+    if setting == "auto":
+        return 2 if device.type == "cuda" else 0
+    return int(setting)
 
 
 class StopFlag:
@@ -154,6 +182,13 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def peak_gpu_memory_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated by tensors on ``device`` (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -167,12 +202,13 @@ def validate(
     sampler = TokenBatchSampler(
         dev.src_lengths, dev.tgt_lengths, config.training.max_tokens, shuffle=False
     )
-    total_loss, total_tokens = 0.0, 0
+    total_loss, total_tokens = torch.zeros((), device=device), 0
     for indices in sampler.batches(0):
-        batch = collate(dev, indices).to(device)
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        total_loss += label_smoothed_nll(logits, batch.tgt_out, 0.0, PAD_ID).item()
+        batch = collate(dev, indices)
         total_tokens += batch.ntokens
+        batch = batch.to(device)
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        total_loss += label_smoothed_nll(logits, batch.tgt_out, 0.0, PAD_ID)
     sources_path, references_path = data.text_paths("dev")
     sources, references = read_lines(sources_path), read_lines(references_path)
     if config.training.valid_max_sentences:
@@ -186,7 +222,7 @@ def validate(
     hypotheses = [translation.text for translation in translator.translate(sources, settings)]
     scores = score(hypotheses, references, config.data.tgt_lang)
     model.train()
-    dev_loss = total_loss / max(total_tokens, 1)
+    dev_loss = total_loss.item() / max(total_tokens, 1)
     return {
         "dev_loss": round(dev_loss, 4),
         "dev_ppl": round(math.exp(min(dev_loss, 50.0)), 2),
@@ -200,22 +236,40 @@ def validate(
 # --- the loop -------------------------------------------------------------------------------
 
 
-class _Throughput:
-    """Target tokens per second since the last reset (wall clock)."""
+class TrainingWindow:
+    """What the steps since the last log step did: their loss (kept on the device, so that
+    no step waits for the GPU), target tokens on all ranks, this rank's model FLOPs, and
+    the wall-clock time (validation excluded)."""
 
-    def __init__(self) -> None:
-        self.reset()
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.device = device
+        self.reset(step)
 
-    def reset(self) -> None:
-        self.tokens, self.start = 0, time.time()
+    def reset(self, step: int) -> None:
+        self.first_step = step + 1
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.loss_tokens = 0  # this rank's: the loss above is summed over them
+        self.tokens = 0  # all ranks'
+        self.flops = 0.0
+        self.restart_clock()
 
-    def add(self, tokens: int) -> None:
-        self.tokens += tokens
+    def restart_clock(self) -> None:
+        self.start, self.tokens, self.flops = time.perf_counter(), 0, 0.0
 
-    def rate_and_reset(self) -> float:
-        rate = self.tokens / max(time.time() - self.start, 1e-9)
-        self.reset()
-        return rate
+    def add(self, step: StepInput, loss_sum: Tensor, flops: float) -> None:
+        self.loss_sum += loss_sum
+        self.loss_tokens += sum(batch.ntokens for batch in step.batches)
+        self.tokens += step.tokens
+        self.flops += flops
+
+    def loss(self) -> float:
+        """Mean loss per target token; reading it waits for the GPU."""
+        return self.loss_sum.item() / max(self.loss_tokens, 1)
+
+    def rates(self) -> tuple[float, float]:
+        """(target tokens/s on all ranks, this rank's model FLOP/s)."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        return self.tokens / seconds, self.flops / seconds
 
 
 class Trainer:
@@ -225,54 +279,96 @@ class Trainer:
         validate_config(config)  # a config built in code gets the checks a file gets
         self.config = config
         t = config.training
-        self.rank, self.world_size = distributed_context()
-        self.is_main = self.rank == 0
+        self.ranks = Ranks.from_environment()
+        self.rank, self.world_size = self.ranks.rank, self.ranks.world_size
+        self.is_main = self.ranks.is_main
         self.run_dir = config.run_dir
+        self.device = self._start_device()
+        # Every rank builds the same model from the configured seed (DDP then checks that
+        # they agree); dropout then gets each rank's own seed (below).
+        seed_everything(t.seed)
+        self._load_data()
+        self._build_model()
+        self.progress = Progress()
+        if resume and (self.run_dir / "last.pt").exists():
+            self._restore(self.run_dir / "last.pt")
+        self.rank_seed = distributed.rank_seed(t.seed, self.rank, self.progress.step)
+        if self.rank:
+            seed_everything(self.rank_seed)
+        self._wrap_for_training()
+        self.workers = data_workers(t.data_workers, self.device)
+        self.metrics_file = self.run_dir / "metrics.jsonl"
+        self.tensorboard = self._open_tensorboard() if self.is_main and t.tensorboard else None
+
+    def _start_device(self) -> torch.device:
+        """Threads, determinism, this rank's device (and the process group under torchrun)."""
+        t = self.config.training
         if t.threads:
             torch.set_num_threads(t.threads)
         if t.deterministic:
-            torch.use_deterministic_algorithms(True)
-        self.device = resolve_device(t.device, "training.device:")
-        if self.world_size > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(self.device)
-        seed_everything(t.seed)
+            # cuBLAS is deterministic only with this workspace setting, read when CUDA starts;
+            # a few CUDA kernels (attention's backward) have no deterministic form: those
+            # warn instead of stopping the run.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return distributed.start(resolve_device(t.device, "training.device:"), self.ranks)
 
+    def _load_data(self) -> None:
+        """The prepared data and this rank's plan of optimiser steps."""
+        t = self.config.training
         # Rank 0 prepares (or finds cached) data first so ranks never write the same files.
         if self.is_main:
-            self.data = prepare_data(config.data)
-        self._barrier()
+            self.data = prepare_data(self.config.data)
+        distributed.barrier(self.ranks)
         if not self.is_main:
-            self.data = prepare_data(config.data)
+            self.data = prepare_data(self.config.data)
         self.train_corpus = self.data.encoded("train")
-        self.sampler = TokenBatchSampler(
+        sampler = TokenBatchSampler(
             self.train_corpus.src_lengths,
             self.train_corpus.tgt_lengths,
             t.max_tokens,
             shuffle=True,
             seed=t.seed,
         )
+        self.plan = StepPlan(self.train_corpus, sampler, t.accumulate, self.rank, self.world_size)
 
-        self.model = build_model(
-            config.model, len(self.data.src_vocab), len(self.data.tgt_vocab)
-        ).to(self.device)
-        self.optimizer = build_optimizer(self.model, config)
-        self.schedule = build_schedule(config)
-        use_cuda_amp = self.device.type == "cuda" and t.precision != "fp32"
+    def _build_model(self) -> None:
+        """The model on its device, its FLOP count, optimiser, schedule and precision."""
+        t = self.config.training
+        sizes = len(self.data.src_vocab), len(self.data.tgt_vocab)
+        self.model = build_model(self.config.model, *sizes).to(self.device)
+        self.flop_counter = FlopCounter.of(self.model)
+        self.peak_flops = peak_flops(self.device, t.precision, t.peak_tflops)
+        self.optimizer = build_optimizer(self.model, self.config, self.device)
+        self.schedule = build_schedule(self.config)
+        on_cuda = self.device.type == "cuda"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-        self.use_autocast = use_cuda_amp
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_cuda_amp and t.precision == "fp16")
-        self.progress = Progress()
-        if resume and (self.run_dir / "last.pt").exists():
-            self._restore(self.run_dir / "last.pt")
+        self.use_autocast = on_cuda and self.autocast_dtype is not None
+        if t.precision != "fp32" and not on_cuda:
+            self._log(
+                f"training.precision={t.precision} applies on CUDA only: fp32 on {self.device}"
+            )
+        fp16 = self.use_autocast and t.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def _wrap_for_training(self) -> None:
+        """``train_model``: the model as the steps call it (DDP under torchrun, compiled
+        with ``training.compile``); ``model`` stays the plain module that is saved."""
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         self.train_model: nn.Module = self.model
         if self.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=device_ids
+            # Buffers saved with the model (RFA's redrawn projections) are broadcast from rank 0
+            # before each forward; constant tables (positions) need not be, every step.
+            saved = set(self.model.state_dict())
+            broadcast = any(name in saved for name, _ in self.model.named_buffers())
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=broadcast
             )
-        self.metrics_file = self.run_dir / "metrics.jsonl"
-        self.tensorboard = self._open_tensorboard() if self.is_main and t.tensorboard else None
+            self.train_model = self.ddp
+        if self.config.training.compile:
+            # dynamic: batches of token-budget batching come in many shapes.
+            self.train_model = torch.compile(self.train_model, dynamic=True)
 
     # -- checkpoints --
 
@@ -297,27 +393,30 @@ class Trainer:
         )
 
     def save(self, best: bool = False) -> None:
+        """``last.pt`` with everything resuming needs; ``best.pt`` and ``step-N.pt`` with the
+        weights only (for translating and averaging: a third of the size with Adam)."""
         if not self.is_main:
             return
         checkpoint = self.checkpoint()
         save_checkpoint(self.run_dir / "last.pt", checkpoint)
+        weights = dataclasses.replace(checkpoint, training=None)
         if best:
-            save_checkpoint(self.run_dir / "best.pt", checkpoint)
+            save_checkpoint(self.run_dir / "best.pt", weights)
         keep = self.config.training.keep_checkpoints
         if keep:
-            save_checkpoint(self.run_dir / f"step-{self.progress.step}.pt", checkpoint)
+            save_checkpoint(self.run_dir / f"step-{self.progress.step}.pt", weights)
             for old in step_checkpoints(self.run_dir)[:-keep]:
                 old.unlink(missing_ok=True)
 
     def _restore(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path)  # onto the CPU: random states must be CPU tensors
         state = checkpoint.training
         if state is None or set(state) != set(TRAINING_STATE):
             raise CheckpointError(f"{path} holds no training state to resume from")
         self.model.load_state_dict(checkpoint.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
+        restore_scaler(self.scaler, state["scaler"])
         restore_random_states(state["random"])
         self.progress = Progress(**state["progress"])
         minutes = self.progress.seconds / 60
@@ -327,10 +426,6 @@ class Trainer:
         )
 
     # -- helpers --
-
-    def _barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
 
     def _log(self, message: str) -> None:
         if self.is_main:
@@ -377,42 +472,52 @@ class Trainer:
         reason = self._limit_reached()
         if stop_flag.signal_name:
             reason = f"{stop_flag.signal_name} received"
-        if self.world_size == 1:
-            return reason
-        flag = torch.tensor([0.0 if reason is None else 1.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return (reason or "another rank stopped") if flag.item() else None
+        if distributed.any_rank(reason is not None, self.ranks):
+            return reason or "another rank stopped"
+        return None
+
+    def _check_loss(self) -> float:
+        """The mean loss of the steps since the last log step; stops the run, without
+        saving, when it is not finite. (Read here rather than at every step: reading waits
+        for the GPU.)"""
+        loss = self._window.loss()
+        if not math.isfinite(loss):
+            first, last = self._window.first_step, self.progress.step
+            steps = f"step {last}" if first >= last else f"steps {first}-{last}"
+            raise TrainingError(
+                f"loss became {loss} in {steps}; stopped without saving. The last good "
+                f"checkpoint is {self.run_dir / 'last.pt'} (if any). Try a lower "
+                "training.lr, more training.warmup_steps or training.clip_norm."
+            )
+        return loss
 
     # -- one optimiser step --
 
-    def train_step(self, group: list[list[int]]) -> tuple[float, int]:
-        """Forward/backward over ``accumulate`` batches, then one optimiser step.
+    def train_step(self, step: StepInput) -> Tensor:
+        """Forward/backward over the step's batches, then one optimiser step; returns the
+        summed loss of this rank's batches (on the device: nothing here waits for the GPU).
 
-        The loss is normalised by the target tokens of the whole group, so accumulation
-        gives the same gradient as one big batch.
+        The loss is divided by the target tokens of the whole step on all ranks (times the
+        number of ranks, whose gradients DDP averages), so accumulation and data parallelism
+        give the gradient of one big batch.
         """
         t = self.config.training
-        batches = [collate(self.train_corpus, indices) for indices in group]
-        group_tokens = sum(b.ntokens for b in batches)
-        total_loss = 0.0
-        for i, batch in enumerate(batches):
-            batch = batch.to(self.device)
-            # DDP must only all-reduce gradients on the last micro-batch of the group.
-            sync = i == len(batches) - 1 or self.world_size == 1
-            sync_context = nullcontext() if sync else self.train_model.no_sync()
+        losses = []
+        for i, batch in enumerate(step.batches):
+            batch = batch.to(self.device, non_blocking=True)
+            # DDP must only all-reduce gradients on the last micro-batch of the step.
+            last = i == len(step.batches) - 1
+            sync = nullcontext() if self.ddp is None or last else self.ddp.no_sync()
             autocast = (
                 torch.autocast(self.device.type, dtype=self.autocast_dtype)
                 if self.use_autocast
                 else nullcontext()
             )
-            with sync_context, autocast:
+            with sync, autocast:
                 logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
                 loss = label_smoothed_nll(logits, batch.tgt_out, t.label_smoothing, PAD_ID)
-            self.scaler.scale(loss / group_tokens).backward()
-            total_loss += loss.item()
-        if not math.isfinite(total_loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            return total_loss, group_tokens
+            self.scaler.scale(loss * self.world_size / step.tokens).backward()
+            losses.append(loss.detach())
         self.progress.step += 1
         set_lr(self.optimizer, self.schedule.lr_at(self.progress.step))
         if t.clip_norm:
@@ -421,58 +526,43 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return total_loss / group_tokens, group_tokens
+        return torch.stack(losses).sum()
 
-    def validate_and_save(self) -> dict[str, Any]:
+    def validate_and_save(self) -> None:
+        """Rank 0 validates; every rank records the result the same way (so all agree on
+        early stopping, the schedule and the history); rank 0 saves."""
+        self._check_loss()
         p = self.progress
-        metrics: dict[str, Any] = {}
+        entry = None
         if self.is_main:
             metrics = validate(self.model, self.data, self.config, self.device)
-            improved = metrics["dev_bleu"] > p.best_bleu
-            if improved:
-                p.best_bleu, p.best_step, p.validations_without_improvement = (
-                    metrics["dev_bleu"],
-                    p.step,
-                    0,
-                )
-            else:
-                p.validations_without_improvement += 1
-            self.schedule.observe(metrics["dev_bleu"])
-            entry = {
-                "step": p.step,
-                "epoch": p.epoch + 1,
-                "minutes": round(p.seconds / 60, 2),
-                **metrics,
-            }
-            p.history.append(entry)
-            self._record({"event": "validation", **entry})
-            mark = " *" if improved else ""
-            self._log(
-                f"step {p.step}: dev loss {metrics['dev_loss']:.3f} ppl {metrics['dev_ppl']:.1f} "
-                f"BLEU {metrics['dev_bleu']:.2f} chrF {metrics['dev_chrf']:.2f}{mark}"
+            entry = {"step": p.step, "epoch": p.epoch + 1, "minutes": round(p.seconds / 60, 2)}
+            entry.update(metrics)
+        entry = distributed.from_main(entry, self.ranks)
+        improved = entry["dev_bleu"] > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.validations_without_improvement = (
+                entry["dev_bleu"],
+                p.step,
+                0,
             )
-            self.save(best=improved)
-        self._sync_progress()
-        return metrics
-
-    def _sync_progress(self) -> None:
-        """Rank 0 decides early stopping and plateau decay; the other ranks follow."""
-        if self.world_size == 1:
-            return
-        p = self.progress
-        state = [p.best_bleu, p.best_step, p.validations_without_improvement, self.schedule.scale]
-        holder = [state]
-        dist.broadcast_object_list(holder, src=0)
-        p.best_bleu, p.best_step, p.validations_without_improvement, self.schedule.scale = holder[0]
+        else:
+            p.validations_without_improvement += 1
+        self.schedule.observe(entry["dev_bleu"])
+        p.history.append(entry)
+        self._record({"event": "validation", **entry})
+        mark = " *" if improved else ""
+        self._log(
+            f"step {p.step}: dev loss {entry['dev_loss']:.3f} ppl {entry['dev_ppl']:.1f} "
+            f"BLEU {entry['dev_bleu']:.2f} chrF {entry['dev_chrf']:.2f}{mark}"
+        )
+        self.save(best=improved)
 
     def run(self) -> Progress:
         """Train until :meth:`decide_stop` says so; the final state is validated and saved."""
         p = self.progress
-        self._log(
-            f"training {self.config.name}: {self.config.model.type} with {self.model.num_parameters():,} "
-            f"parameters on {self.device} ({self.world_size} process{'es' if self.world_size > 1 else ''}), "
-            f"{len(self.train_corpus):,} training pairs"
-        )
+        self._announce()
+        self._window = TrainingWindow(self.device, p.step)
         with StopFlag() as stop_flag:
             stop_reason = self.decide_stop(stop_flag)
             if stop_reason is not None:
@@ -481,12 +571,12 @@ class Trainer:
                 return p
             self.model.train()
             self._clock_start = time.time() - p.seconds
-            while stop_reason is None:
-                stop_reason = self._train_epoch(stop_flag)
+            stop_reason = self._train(stop_flag)
             # A signal saves at once; otherwise the final state is validated (unless the last
-            # step just was) and saved.
+            # step just was) and saved. Every rank has the same history, so all agree.
             interrupted = stop_flag.signal_name is not None
             if interrupted:
+                self._check_loss()
                 self.save()
             elif not p.history or p.history[-1]["step"] != p.step:
                 self.validate_and_save()
@@ -494,80 +584,91 @@ class Trainer:
         self._close()
         return p
 
+    def _announce(self) -> None:
+        t = self.config.training
+        processes = "1 process"
+        if self.world_size > 1:
+            processes = f"{self.world_size} processes over {distributed.backend_name()}"
+        precision = f"{t.precision} autocast" if self.use_autocast else "fp32"
+        self._log(
+            f"training {self.config.name}: {self.config.model.type} with "
+            f"{self.model.num_parameters():,} parameters on {self.device} ({processes}, "
+            f"{precision}{', compiled' if t.compile else ''}, {self.workers} data workers), "
+            f"{len(self.train_corpus):,} training pairs"
+        )
+
     def _close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
 
-    def _epoch_groups(self) -> list[list[list[int]]]:
-        """This rank's optimiser steps of the current epoch, each ``accumulate`` batches."""
-        t, p = self.config.training, self.progress
-        group_size = t.accumulate * self.world_size
-        all_batches = self.sampler.batches(p.epoch)
-        # Equal work on every rank: drop the tail that does not fill a whole group.
-        usable = len(all_batches) - len(all_batches) % group_size
-        my_batches = all_batches[self.rank : usable : self.world_size]
-        groups = [my_batches[i : i + t.accumulate] for i in range(0, len(my_batches), t.accumulate)]
-        if not groups:
-            raise TrainingError(
-                f"an epoch gives no batches: {len(all_batches)} batches for {self.world_size} "
-                f"process(es) x accumulate={t.accumulate}; use more data or a smaller training.max_tokens"
-            )
-        return groups
-
-    def _train_epoch(self, stop_flag: StopFlag) -> str | None:
-        """Train to the end of the current epoch or until a stop is decided (its reason)."""
-        t, p = self.config.training, self.progress
-        groups = self._epoch_groups()
-        first_group = p.batch_in_epoch // t.accumulate
-        bar = tqdm(
-            total=len(groups),
-            initial=first_group,
-            desc=f"epoch {p.epoch + 1}",
-            disable=not self.is_main,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        self._throughput = _Throughput()
+    def _train(self, stop_flag: StopFlag) -> str:
+        """Train step after step, across epochs, until a stop is decided (its reason)."""
+        p, t = self.progress, self.config.training
+        start = (p.epoch, p.batch_in_epoch // t.accumulate)
+        self.plan.num_steps(p.epoch)  # a plan without steps fails here, with its reason
+        steps = step_loader(self.plan, start, self.workers, self.device.type == "cuda")
+        bar = None
         try:
-            for group in groups[first_group:]:
-                self._train_group(group, bar)
+            for step in steps:
+                if step.epoch != p.epoch:  # resumed at the very end of an epoch
+                    p.epoch, p.batch_in_epoch = step.epoch, 0
+                if bar is None:
+                    bar = self._epoch_bar(step)
+                self._train_one(step, bar)
+                if step.last_in_epoch:
+                    p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+                    bar.close()
+                    bar = None
                 stop_reason = self.decide_stop(stop_flag)
                 if stop_reason is not None:
                     return stop_reason
         finally:
-            bar.close()
-        p.epoch += 1
-        p.batch_in_epoch = 0
-        return self.decide_stop(stop_flag)
+            if bar is not None:
+                bar.close()
+        raise AssertionError("the step stream is endless")
 
-    def _train_group(self, group: list[list[int]], bar: tqdm) -> None:
+    def _epoch_bar(self, step: StepInput) -> tqdm:
+        return tqdm(
+            total=step.steps_in_epoch,
+            initial=step.index,
+            desc=f"epoch {step.epoch + 1}",
+            disable=not self.is_main,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def _train_one(self, step: StepInput, bar: tqdm) -> None:
         """One optimiser step, then its bookkeeping: progress, logging, validation."""
         t, p = self.config.training, self.progress
-        loss, tokens = self.train_step(group)
-        if not math.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss} at step {p.step + 1}; stopped without saving. The last "
-                f"good checkpoint is {self.run_dir / 'last.pt'} (if any). Try a lower "
-                "training.lr, more training.warmup_steps or training.clip_norm."
-            )
-        p.batch_in_epoch += len(group)
+        loss_sum = self.train_step(step)
+        self._window.add(step, loss_sum, self.flop_counter(step.lengths))
+        p.batch_in_epoch += len(step.batches)
         p.seconds = time.time() - self._clock_start
-        self._throughput.add(tokens * self.world_size)
         bar.update(1)
         if p.step % t.log_every == 0:
-            rate = self._throughput.rate_and_reset()
-            lr = self.optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
-            entry = {
-                "step": p.step,
-                "loss": round(loss, 4),
-                "lr": lr,
-                "tokens_per_s": round(rate, 1),
-            }
-            self._record({"event": "train", **entry})
+            self._log_training(bar)
         if p.step % t.valid_every == 0:
             self.validate_and_save()
-            self._throughput.reset()  # keep validation out of tokens/s
+            self._window.restart_clock()  # keep validation out of tokens/s
+
+    def _log_training(self, bar: tqdm) -> None:
+        p = self.progress
+        loss = self._check_loss()
+        tokens_per_second, flops_per_second = self._window.rates()
+        lr = self.optimizer.param_groups[0]["lr"]
+        entry: dict[str, Any] = {
+            "step": p.step,
+            "loss": round(loss, 4),
+            "lr": lr,
+            "tokens_per_s": round(tokens_per_second, 1),
+        }
+        postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok_s": f"{tokens_per_second:,.0f}"}
+        if self.peak_flops:
+            entry["mfu"] = round(flops_per_second / self.peak_flops, 4)
+            postfix["mfu"] = f"{entry['mfu']:.1%}"
+        bar.set_postfix(postfix)
+        self._record({"event": "train", **entry})
+        self._window.reset(p.step)
 
     def _already_finished(self, reason: str) -> None:
         """Say that a finished run has nothing left to do, and how to extend it."""
@@ -589,6 +690,7 @@ class Trainer:
 
     def _summary(self, stop_reason: str, interrupted: bool) -> None:
         p = self.progress
+        gpu_memory = peak_gpu_memory_mb(self.device)
         self._record(
             {
                 "event": "done",
@@ -599,13 +701,15 @@ class Trainer:
                 "best_step": p.best_step,
                 "best_dev_bleu": p.best_bleu,
                 "peak_memory_mb": round(peak_memory_mb()),
+                "peak_gpu_memory_mb": None if gpu_memory is None else round(gpu_memory),
             }
         )
         resume = "; run the same command to resume" if interrupted else ""
+        gpu = "" if gpu_memory is None else f", GPU {gpu_memory:,.0f} MB"
         self._log(
             f"done: {p.step} steps, {p.epoch + (p.batch_in_epoch > 0)} epochs, {p.seconds / 60:.1f} min "
             f"(stopped by {stop_reason}{resume}). Best dev BLEU {p.best_bleu:.2f} at step {p.best_step}; "
-            f"checkpoints in {self.run_dir}/ (best.pt, last.pt); peak memory {peak_memory_mb():,.0f} MB"
+            f"checkpoints in {self.run_dir}/ (best.pt, last.pt); peak memory {peak_memory_mb():,.0f} MB{gpu}"
         )
 
 
@@ -613,7 +717,10 @@ def train(config: Config, resume: bool = True) -> Progress:
     """Train (or resume) the experiment described by ``config``; returns where it ended."""
     trainer = Trainer(config, resume=resume)
     try:
-        return trainer.run()
+        progress = trainer.run()
+        # Leave together: a rank tearing down its connections while another still uses
+        # them can abort that one.
+        distributed.barrier(trainer.ranks)
+        return progress
     finally:
-        if trainer.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.stop()

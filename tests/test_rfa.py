@@ -372,6 +372,17 @@ def test_projection_loads_across_redraw_settings():
     assert "train_calls" not in fixed.state_dict()
 
 
+def test_a_training_call_uses_the_projection_held_when_it_starts():
+    """DistributedDataParallel broadcasts rank 0's buffers before each forward call: a
+    projection drawn during a call would differ between ranks (each has its own seed)."""
+    q, k, v = make_qkv(8)
+    core = make_core(HEADS, HEAD_DIM, 16, redraw=2)
+    fixed = make_core(HEADS, HEAD_DIM, 16, redraw="fixed")
+    for _ in range(4):
+        fixed.projection = core.projection.clone()
+        torch.testing.assert_close(core(q, k, v), fixed(q, k, v), rtol=0, atol=0)
+
+
 def test_redraw_every_n_steps_is_deterministic():
     def projections_seen(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)

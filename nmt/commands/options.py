@@ -23,7 +23,12 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, n_best: bool = False
         parser.add_argument("--n-best", type=int, metavar="N", help="candidates per sentence")
     parser.add_argument("--length-penalty", type=float, metavar="ALPHA", help="GNMT alpha")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, auto")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: a CUDA GPU when there is one, else Apple MPS, else the CPU), cpu, "
+        "cuda, cuda:N, mps",
+    )
     parser.add_argument(
         "--engine",
         default="auto",

@@ -43,12 +43,14 @@ class Batch:
         return len(self.indices)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(
-            *(
-                tensor.to(device, non_blocking=non_blocking)
-                for tensor in (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.indices)
-            )
-        )
+        return Batch(*(tensor.to(device, non_blocking=non_blocking) for tensor in self._tensors()))
+
+    def pin_memory(self) -> Batch:
+        """In page-locked memory, from where copies to a GPU run asynchronously."""
+        return Batch(*(tensor.pin_memory() for tensor in self._tensors()))
+
+    def _tensors(self) -> tuple[Tensor, ...]:
+        return (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.indices)
 
 
 class TokenBatchSampler:

@@ -206,9 +206,10 @@ class RandomFeatureAttention(AttentionCore):
     - ``gated``: the paper's gated recurrence for causal attention, gate
       ``g_t = sigmoid(w_h . k_t + b_h)`` from each head's (unnormalised) key.
     - ``redraw``: ``"every_step"`` (the default, the paper's setting), or an int N: draw a new
-      projection every N forward calls in training mode (from the torch RNG); ``"fixed"``:
-      one random projection per model. The projection in use is saved in checkpoints. Eval
-      mode, ``start_cache`` and ``step`` never redraw.
+      projection every N forward calls in training mode (from the torch RNG), after the N-th
+      call, for the calls that follow; ``"fixed"``: one random projection per model. The
+      projection in use is saved in checkpoints. Eval mode, ``start_cache`` and ``step`` never
+      redraw.
 
     Implementation settings, not in the config:
 
@@ -286,8 +287,17 @@ class RandomFeatureAttention(AttentionCore):
     ) -> Tensor:
         """Attend with all positions at once; ``causal``: query t sees keys ``<= t`` only."""
         self._check(q, k, v, key_mask, causal)
+        out = self._attend(q, k, v, key_mask, causal)
+        # A redraw comes after the call that completes the count, for the calls after it:
+        # the projection a call uses is the one the module holds when the call starts, which
+        # DistributedDataParallel broadcasts from rank 0, so all ranks use the same one.
         if self.training and self.redraw_every and self._count_train_call():
             self.redraw_projection()
+        return out
+
+    def _attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool
+    ) -> Tensor:
         query_features, log_unit = self._query_features(q)
         if not causal:
             memory = self.start_cache(k, v, key_mask)
