@@ -251,6 +251,7 @@ class Trainer:
             t.max_tokens,
             shuffle=True,
             seed=t.seed,
+            mixture=self.train_corpus.mixture,  # data.train's weights (nmt/data/sampling.py)
         )
 
         self.model = build_model(
