@@ -116,3 +116,19 @@ def test_sentence_keys_are_stable_64_bit_integers():
     # Fixed across processes and versions (unlike hash()): a split must not depend on
     # PYTHONHASHSEED. The value is blake2b-64 of the UTF-8 bytes.
     assert sentence_key("Hello.") == -5234276294385792277
+
+
+def test_language_identification_on_hand_picked_lines():
+    pytest.importorskip("lingua")
+    from nmt.data.langid import LanguageIdentifier
+
+    identifier = LanguageIdentifier(["en"])
+    lines = [
+        "The weather is very nice today, isn't it?",  # English
+        "Le chat dort sur le canapé depuis ce matin.",  # French
+        "Ich habe heute keine Zeit für solche Dinge.",  # German
+        "¿Dónde está la estación de tren más cercana?",  # Spanish
+        "Kiss me.",  # too short to judge: kept ("Kiss me." reads as French to lingua)
+        "Tom and Mary went to the market together yesterday.",
+    ]
+    assert identifier.wrong(lines, "en") == [False, True, True, True, False, False]
