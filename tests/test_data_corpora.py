@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from nmt.config import CorpusConfig, DataConfig, VocabConfig
+from nmt.config import CorpusConfig, DataConfig
 from nmt.data.normalize import normalize
 from nmt.data.prepare import prepare_data
 from nmt.data.readers import CorpusNotFoundError, read_lines
 from nmt.data.standard import OFFLINE_ENV
-from tests.test_data_prepare import tiny_pairs
+from tests.test_data_prepare import tiny_config, tiny_pairs
 
 
 @pytest.fixture(autouse=True)
@@ -30,18 +30,7 @@ def write_lines(path: Path, lines: list[str], compress=None) -> None:
 
 
 def config(folder: Path, output: Path, train, **changes) -> DataConfig:
-    settings = DataConfig(
-        corpus=str(folder),
-        train=train,
-        dev=None,
-        test=None,
-        dev_size=8,
-        test_size=8,
-        output_dir=str(output),
-        threads=1,
-        vocab=VocabConfig(src_size=60, tgt_size=60),
-    )
-    return dataclasses.replace(settings, **changes)
+    return tiny_config(folder, output, train=train, dev_size=8, test_size=8, **changes)
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ def _fetch_mtdata(dataset: str, src_lang: str, tgt_lang: str, folder: Path) -> s
     result = subprocess.run(command, capture_output=True, text=True)
     parts = work / "train-parts"
     if result.returncode != 0 or not parts.is_dir():
+        shutil.rmtree(work, ignore_errors=True)
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         return f"mtdata could not download it ({last[0][:300]})"
     for path in parts.glob(f"{dataset}.*"):
@@ -156,6 +157,6 @@ def _fetch_sacrebleu(test_set: str, pair: str) -> str | None:
         return f"sacrebleu's {test_set} has no {pair} pair (it has {', '.join(dataset.langpairs)})"
     try:
         dataset.get_files(pair)  # downloads into sacrebleu's cache
-    except Exception as error:  # sacrebleu raises many types for a failed download
+    except (Exception, SystemExit) as error:  # many types; sys.exit for SSL or MD5 trouble
         return f"sacrebleu could not download it ({str(error).strip()[:300]})"
     return None
