@@ -67,6 +67,27 @@ def prepare(args: argparse.Namespace) -> None:
     )
 
 
+def fake_ids(args: argparse.Namespace) -> None:
+    """Write WORK/prepared/train.ids of random token ids, lengths like a real corpus's, in
+    the layout of nmt/data/encoded.py: the loader alone, without preparing a corpus."""
+    import numpy as np
+
+    from nmt.data.encoded import SHARD_PAIRS, CorpusWriter
+
+    rng = np.random.default_rng(0)
+    writer = CorpusWriter(args.work / "prepared" / "train.ids", np.uint16)
+    for start in range(0, args.pairs, SHARD_PAIRS):
+        pairs = min(SHARD_PAIRS, args.pairs - start)
+        lengths = {side: rng.integers(3, 40, pairs) for side in ("src", "tgt")}
+        ids = {
+            side: rng.integers(4, 32000, int(lengths[side].sum()), dtype=np.uint16)
+            for side in lengths
+        }
+        writer.add_shard(lengths["src"], ids["src"], lengths["tgt"], ids["tgt"])
+    writer.close()
+    print(f"{args.pairs:,} pairs, {disk_mb(args.work / 'prepared'):,.0f} MB")
+
+
 def loader(args: argparse.Namespace) -> None:
     """Run :func:`measure_loader` in a child, so that its peak RSS is the loader's."""
     command = [sys.executable, __file__, "measure-loader", "--work", str(args.work)]
@@ -85,11 +106,14 @@ def measure_loader(args: argparse.Namespace) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
-    from nmt.data.batching import TokenBatchSampler, collate
+    from nmt.data.batching import EncodedCorpus, TokenBatchSampler, collate
     from nmt.data.prepare import PreparedData
 
     torch.set_num_threads(1)
-    corpus = PreparedData.load(args.work / "prepared").encoded("train")
+    if (args.work / "prepared" / "manifest.json").is_file():
+        corpus = PreparedData.load(args.work / "prepared").encoded("train")
+    else:  # fake-ids: the encoded folder alone
+        corpus = EncodedCorpus.load(args.work / "prepared" / "train.ids")
     start = time.perf_counter()
     sampler = TokenBatchSampler(corpus.src_lengths, corpus.tgt_lengths, args.max_tokens, seed=1)
     batches = sampler.batches(0)
@@ -98,9 +122,7 @@ def measure_loader(args: argparse.Namespace) -> None:
     for indices in batches[: args.batches]:
         tokens += collate(corpus, indices).ntokens
     seconds = time.perf_counter() - start
-    status = dict(
-        line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
-    )
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     print(
         json.dumps(
             {
@@ -120,18 +142,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare_parser = commands.add_parser("prepare", help="nmt prepare on a synthetic corpus")
-    prepare_parser.add_argument("--corpus", type=Path, required=True, help="make_synthetic_corpus's folder")
-    prepare_parser.add_argument("--work", type=Path, required=True, help="outputs go to WORK/prepared")
+    prepare_parser.add_argument(
+        "--corpus", type=Path, required=True, help="make_synthetic_corpus's folder"
+    )
+    prepare_parser.add_argument(
+        "--work", type=Path, required=True, help="outputs go to WORK/prepared"
+    )
     prepare_parser.add_argument("--no-language-id", action="store_true")
     prepare_parser.add_argument("--split", action="store_true", help="split dev/test off")
     prepare_parser.add_argument("--threads", type=int, default=2)
+    fake_parser = commands.add_parser("fake-ids", help="random encoded ids, for the loader alone")
+    fake_parser.add_argument("--pairs", type=int, required=True)
+    fake_parser.add_argument("--work", type=Path, required=True)
     for name in ("loader", "measure-loader"):
         sub = commands.add_parser(name, help="the data loader alone on WORK/prepared")
         sub.add_argument("--work", type=Path, required=True)
         sub.add_argument("--batches", type=int, default=3000)
         sub.add_argument("--max-tokens", type=int, default=4096)
     args = parser.parse_args()
-    {"prepare": prepare, "loader": loader, "measure-loader": measure_loader}[args.command](args)
+    commands = {"prepare": prepare, "fake-ids": fake_ids, "loader": loader}
+    commands["measure-loader"] = measure_loader
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -79,10 +79,12 @@ def sentence_pairs(count: int, seed: int, wrong_language: float = 0.0):
             chinese *= 12  # over-long
         elif roll < 0.052 + wrong_language:
             kind = rng.randrange(4)
+            # Another sentence in the wrong column (the same one would be an identical pair).
+            other = rng.choices(range(len(english_words)), cum_weights=cumulative, k=len(words))
             if kind == 0:  # Chinese in the English column
-                english = chinese
+                english = "".join(chinese_words[w] for w in other) + "。"
             elif kind == 1:  # English in the Chinese column
-                chinese = english
+                chinese = " ".join(english_words[w] for w in other).capitalize() + "."
             else:  # French or German in the English column
                 vocabulary = foreign[kind - 2]
                 english = " ".join(rng.choices(vocabulary, k=len(words) + 4)).capitalize() + "."

@@ -77,7 +77,7 @@ class MalformedLines:
     line; ``skip`` counts them per file and keeps the first line numbers of each."""
 
     policy: str = "stop"  # "stop" | "skip"
-    kept_per_file: int = 20  # line numbers remembered per file (the summary shows them)
+    kept_per_file: int = 10  # line numbers remembered per file (the summary shows them)
     counts: dict[str, int] = field(default_factory=dict)
     lines: dict[str, list[int]] = field(default_factory=dict)
     log: TextIO | None = None  # every skipped line as path<TAB>line<TAB>reason, if given

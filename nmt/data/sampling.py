@@ -24,6 +24,7 @@ exactly those of the earlier all-in-memory sampler. Everything is a pure functio
 from __future__ import annotations
 
 import bisect
+import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -190,24 +191,32 @@ class _EpochPlan:
         sampler = self.sampler
         count = len(sampler.src_lengths)
         starts = self.windows[window] * BLOCK
-        examples = np.concatenate([np.arange(s, min(s + BLOCK, count)) for s in starts])
+        ranges = [(s, min(s + BLOCK, count)) for s in starts.tolist()]
+        examples = np.concatenate([np.arange(s, e) for s, e in ranges])
+        src_lengths, padded = (
+            np.concatenate([read_range(lengths, s, e) for s, e in ranges]).astype(np.int64)
+            for lengths in (sampler.src_lengths, sampler.tgt_lengths)
+        )
+        padded = np.maximum(src_lengths, padded) + 1
         if sampler.mixture is not None:
-            copies = [
-                sampler.mixture.copies(s, min(s + BLOCK, count), sampler.seed, self.epoch)
-                for s in starts
-            ]
-            examples = np.repeat(examples, np.concatenate(copies))
+            copies = np.concatenate(
+                [sampler.mixture.copies(s, e, sampler.seed, self.epoch) for s, e in ranges]
+            )
+            examples, src_lengths, padded = (
+                np.repeat(a, copies) for a in (examples, src_lengths, padded)
+            )
         # Window 0 keeps the historical seed: a one-window corpus batches as it always did.
         generator = torch.Generator().manual_seed(
             (sampler.seed * 1_000_003 + self.epoch + window * _SEED_STRIDE) % 2**63
         )
-        order = torch.from_numpy(examples)
+        order, src_lengths, padded = (torch.from_numpy(a) for a in (examples, src_lengths, padded))
         if sampler.shuffle:  # random order among equal lengths: new batch mixes every epoch
-            order = order[torch.randperm(len(order), generator=generator)]
-        src_lengths = torch.from_numpy(
-            np.asarray(sampler.src_lengths[order.numpy()], dtype=np.int64)
-        )
-        padded = torch.from_numpy(sampler.padded_lengths(order.numpy()))
+            permutation = torch.randperm(len(order), generator=generator)
+            order, src_lengths, padded = (
+                order[permutation],
+                src_lengths[permutation],
+                padded[permutation],
+            )
         # Sort by padded length, then by source length (two stable sorts, minor key first).
         by_source = torch.sort(src_lengths, stable=True).indices
         order, padded = order[by_source], padded[by_source]
@@ -258,3 +267,16 @@ def _as_array(lengths) -> np.ndarray:
     if isinstance(lengths, np.ndarray):
         return lengths
     return np.asarray(lengths, dtype=np.int64)
+
+
+def read_range(values: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``values[start:stop]``; for a memory map, by a positioned read from the page cache
+    rather than through the mapping (see nmt/data/encoded.py's _PositionedReader)."""
+    if isinstance(values, np.memmap) and isinstance(values.base, mmap.mmap):  # not a view
+        return np.fromfile(
+            values.filename,
+            dtype=values.dtype,
+            count=stop - start,
+            offset=values.offset + start * values.dtype.itemsize,
+        )
+    return np.asarray(values[start:stop])
