@@ -121,10 +121,10 @@ class CleanedPairs:
     source_keys: np.ndarray  # (kept,) int64 sentence keys, for de-duplication and the split
     target_keys: np.ndarray
 
-    @property
-    def owner(self) -> np.ndarray:
-        """The corpus index of every kept pair."""
-        return np.repeat(np.arange(len(self.counts)), [count.kept for count in self.counts])
+    def ranges(self) -> list[slice]:
+        """Each corpus's kept pairs (they follow each other)."""
+        ends = np.cumsum([0] + [count.kept for count in self.counts]).tolist()
+        return [slice(start, end) for start, end in zip(ends, ends[1:], strict=False)]
 
 
 @dataclass
@@ -224,9 +224,12 @@ def distribute(
             else itertools.repeat(None)
         )
         outputs = [files.open_for_writing(stack, has_attribution) for files in (train, *held_out)]
-        for code, cleaned_fields, raw_fields in zip(
-            split_codes.tolist(), cleaned_lines, raw_lines, strict=False
-        ):
+        codes = (  # a million at a time: no list of 20M Python ints
+            code
+            for start in range(0, len(split_codes), 1 << 20)
+            for code in split_codes[start : start + (1 << 20)].tolist()
+        )
+        for code, cleaned_fields, raw_fields in zip(codes, cleaned_lines, raw_lines, strict=False):
             if code == DROPPED:
                 continue
             _write_fields(outputs[code], cleaned_fields if code == TRAIN else raw_fields)
