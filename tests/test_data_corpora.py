@@ -3,6 +3,7 @@
 import bz2
 import dataclasses
 import gzip
+import json
 import lzma
 from pathlib import Path
 
@@ -174,3 +175,42 @@ def test_a_standard_corpus_found_nowhere_says_what_to_download_and_where(tmp_pat
     assert "sacrebleu -t wmt18 -l zh-en --echo src" in message
     assert "wmt18.zh-en.src and wmt18.zh-en.ref" in message
     assert f"{tmp_path / 'mirror' / 'sacrebleu' / 'wmt18'}/" in message
+
+
+def test_corpus_settings_are_checked_with_the_key_named():
+    from nmt.config import ConfigError, config_from_dict
+
+    parsed = config_from_dict(
+        {"data": {"train": ["a", {"path": "b", "weight": 2, "columns": ["zh", "en"]}]}}
+    )
+    assert [c.path for c in parsed.data.train_corpora] == ["a", "b"]
+    assert parsed.data.train_corpora[1].columns == ["zh", "en"]
+    for data, message in (
+        (
+            {"train": [{"path": "b", "weight": 0}]},
+            r"data\.train\[0\]\.weight: expected a value > 0",
+        ),
+        ({"train": []}, r"data\.train: expected at least one corpus"),
+        (
+            {"train": [{"path": "b", "weight": 1}], "sampling_temperature": 2},
+            r"data\.sampling_temperature: expected null when corpora have explicit weights",
+        ),
+        ({"on_error": "ignore"}, r"data\.on_error: expected one of 'stop' \| 'skip'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"data": data})
+
+
+def test_a_folder_of_the_previous_pipeline_version_is_rebuilt_not_read(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    write_lines(folder / "c.tsv", [f"{en}\t{zh}" for en, zh in tiny_pairs(60)])
+    settings = config(folder, tmp_path / "out", "c.tsv")
+    prepare_data(settings)
+    manifest = tmp_path / "out" / "manifest.json"
+    old = json.loads(manifest.read_text(encoding="utf-8"))
+    del old["pipeline"]  # version 1 wrote no version, and train.pt files
+    manifest.write_text(json.dumps(old), encoding="utf-8")
+    (tmp_path / "out" / "train.pt").write_bytes(b"old")
+    data = prepare_data(settings)
+    assert not data.summary.reused and not (tmp_path / "out" / "train.pt").exists()
