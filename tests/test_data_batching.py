@@ -1,5 +1,6 @@
 """Encoded corpora, token-budget batches and the padded tensors of a batch."""
 
+import pickle
 import random
 
 import numpy as np
@@ -55,6 +56,10 @@ def test_memory_mapped_batches_equal_the_in_memory_ones(tmp_path):
         for name in ("src", "src_lengths", "tgt_in", "tgt_out", "indices"):
             assert torch.equal(getattr(expected, name), getattr(got, name)), name
     assert collate(mapped, [499]).src_lengths.tolist() == [len(sources[499]) + 1]
+    # A spawned loader worker gets the corpus by pickle: its folder, opened again.
+    copy = pickle.loads(pickle.dumps(mapped))
+    assert len(pickle.dumps(mapped)) < 1000
+    assert torch.equal(collate(copy, [3, 7]).tgt_out, collate(in_memory, [3, 7]).tgt_out)
 
 
 def test_a_damaged_encoded_folder_is_a_data_error(tmp_path):

@@ -68,6 +68,7 @@ class EncodedCorpus:
         self.shard_pairs = shard_pairs
         self.mixture = None  # nmt.data.sampling.CorpusMixture | None
         self._reader: _PositionedReader | None = None  # set by load: batches read from disk
+        self._folder: Path | None = None  # set by load
 
     @classmethod
     def from_id_lists(
@@ -161,7 +162,15 @@ class EncodedCorpus:
             ) from None
         corpus = cls(shards, *lengths, shard_pairs=meta["shard_pairs"])
         corpus._reader = _PositionedReader(folder, len(shards), id_dtype)
+        corpus._folder = folder
         return corpus
+
+    def __reduce__(self):
+        """A loaded corpus pickles as its folder (for loader worker processes that are
+        spawned, not forked): the files are opened again, nothing is copied."""
+        if self._folder is None:
+            return super().__reduce__()
+        return (_reopen, (str(self._folder), self.mixture))
 
 
 def files_of(folder: Path) -> list[Path]:
@@ -321,6 +330,12 @@ class _PositionedReader:
 
 
 _OFFSET_PAIR = struct.Struct("<qq")  # offsets[j], offsets[j + 1]
+
+
+def _reopen(folder: str, mixture) -> EncodedCorpus:
+    corpus = EncodedCorpus.load(Path(folder))
+    corpus.mixture = mixture
+    return corpus
 
 
 def _map(path: Path, dtype, count: int) -> np.ndarray:
