@@ -61,9 +61,8 @@ class EncodedCorpus:
         tgt_lengths: np.ndarray,
         shard_pairs: int = SHARD_PAIRS,
     ) -> None:
-        self.shards = (
-            shards  # each: {"src": ids, "src_offsets": ..., "tgt": ..., "tgt_offsets": ...}
-        )
+        # Each shard: {"src": ids, "src_offsets": offsets, "tgt": ..., "tgt_offsets": ...}.
+        self.shards = shards
         self.src_lengths, self.tgt_lengths = src_lengths, tgt_lengths
         self.shard_pairs = shard_pairs
         self.mixture = None  # nmt.data.sampling.CorpusMixture | None
@@ -87,17 +86,12 @@ class EncodedCorpus:
     def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(source ids, target ids) of one pair, as int64 tensors."""
         shard, local = self._locate(index)
-        return tuple(  # type: ignore[return-value]
-            torch.from_numpy(
-                np.array(
-                    shard[side][
-                        shard[f"{side}_offsets"][local] : shard[f"{side}_offsets"][local + 1]
-                    ],
-                    dtype=np.int64,
-                )
-            )
-            for side in SIDES
-        )
+
+        def ids(side: str) -> torch.Tensor:
+            start, end = shard[f"{side}_offsets"][local : local + 2]
+            return torch.from_numpy(np.array(shard[side][start:end], dtype=np.int64))
+
+        return ids("src"), ids("tgt")
 
     def rows(self, side: str, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, lengths): a (B, longest) int64 tensor, row b the ids of pair ``indices[b]``

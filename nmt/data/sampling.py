@@ -120,9 +120,9 @@ class TokenBatchSampler:
         self.seed = seed
 
     def padded_lengths(self, indices: np.ndarray) -> np.ndarray:
-        """Padded length of examples: the longer side plus EOS (source) or BOS/EOS (target)."""
+        """Padded length of examples ``indices``."""
         src = np.asarray(self.src_lengths[indices], dtype=np.int64)
-        return np.maximum(src, np.asarray(self.tgt_lengths[indices], dtype=np.int64)) + 1
+        return padded_length(src, np.asarray(self.tgt_lengths[indices], dtype=np.int64))
 
     def batches(self, epoch: int) -> EpochBatches:
         """The batches of one epoch: a sequence (len, indexing, slicing, iteration) of
@@ -193,11 +193,11 @@ class _EpochPlan:
         starts = self.windows[window] * BLOCK
         ranges = [(s, min(s + BLOCK, count)) for s in starts.tolist()]
         examples = np.concatenate([np.arange(s, e) for s, e in ranges])
-        src_lengths, padded = (
+        src_lengths, tgt_lengths = (
             np.concatenate([read_range(lengths, s, e) for s, e in ranges]).astype(np.int64)
             for lengths in (sampler.src_lengths, sampler.tgt_lengths)
         )
-        padded = np.maximum(src_lengths, padded) + 1
+        padded = padded_length(src_lengths, tgt_lengths)
         if sampler.mixture is not None:
             copies = np.concatenate(
                 [sampler.mixture.copies(s, e, sampler.seed, self.epoch) for s, e in ranges]
@@ -229,6 +229,11 @@ class _EpochPlan:
         else:
             permutation = np.arange(batches)
         return order.numpy(), bounds, permutation
+
+
+def padded_length(src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> np.ndarray:
+    """A pair's length in a batch: the longer side plus EOS (source) or BOS/EOS (target)."""
+    return np.maximum(src_lengths, tgt_lengths) + 1
 
 
 def cut_sorted(lengths: np.ndarray, max_tokens: int) -> np.ndarray:
