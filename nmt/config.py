@@ -73,6 +73,31 @@ class VocabConfig:
 
 
 @dataclass
+class CorpusConfig:
+    """One training corpus of ``data.train`` (a plain string there is ``{path: STRING}``)."""
+
+    # Inside data.corpus's folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en),
+    # a TSV or TMX file, each maybe compressed (.gz .bz2 .xz .zst); or a corpus by name,
+    # mtdata:DATASET_ID (nmt/data/standard.py).
+    path: str = "train"
+    # Sampling weight: corpus i gives a share of each epoch proportional to weight x size
+    # (1 everywhere: every pair once per epoch). None: 1, or data.sampling_temperature's.
+    weight: float | None = None
+    # TSV only: what each column holds, a language code, 'attribution' or '-' (ignored);
+    # e.g. [zh, en]. None: the Tatoeba layout (english, other language, attribution).
+    columns: list[str] | None = None
+
+    def validate(self, key: str) -> None:
+        _check_text(self, key, "path")
+        if self.weight is not None:
+            _check_number(self, key, "weight", low=0, low_open=True)
+        if self.columns is not None:
+            valid = all(isinstance(name, str) and name.strip() for name in self.columns)
+            _require(valid and len(self.columns) >= 2, f"{key}.columns",
+                     "a list of at least two column names", self.columns)  # fmt: skip
+
+
+@dataclass
 class DataConfig:
     """Where the corpus comes from and how it is cleaned, split and encoded."""
 
@@ -84,9 +109,11 @@ class DataConfig:
     source: Literal["auto", "embedded", "mirror", "download"] = "auto"
     src_lang: str = "zh"
     tgt_lang: str = "en"
-    # Inside the corpus folder (or absolute): an aligned prefix NAME (NAME.zh / NAME.en) or a
-    # Tatoeba TSV file. With dev/test set to null, they are split off train by ``split_seed``.
-    train: str = "train"
+    # Training corpora: one name (an aligned prefix NAME for NAME.zh / NAME.en, a TSV or TMX
+    # file, or mtdata:DATASET_ID), or a list of them, each a name or {path, weight, columns}.
+    train: str | list[CorpusConfig | str] = "train"
+    # Given dev/test sets (aligned prefix, TSV, or sacrebleu:TESTSET such as
+    # sacrebleu:wmt20); null: split off the training pairs by ``split_seed``.
     dev: str | None = "dev"
     test: str | None = "test"
     dev_size: int = 1000
@@ -96,6 +123,18 @@ class DataConfig:
     traditional_to_simplified: bool = True
     max_chars: int = 200  # cleaning: longer sentences (either side) are dropped
     max_length_ratio: float = 9.0  # cleaning: character-length ratio between the sides
+    # Cleaning: a side written mostly in another script than its language's (English in the
+    # Chinese column, Chinese or Japanese in the English one) is dropped.
+    script_filter: bool = True
+    # Cleaning: language identification (lingua, offline; pip install -e '.[langid]') of
+    # the sides whose script does not decide the language (English, not Chinese).
+    language_id: bool = False
+    # A malformed input line (not UTF-8, wrong TSV field count, TMX unit missing a side):
+    # stop names the first; skip drops them, counted by file with line numbers.
+    on_error: Literal["stop", "skip"] = "stop"
+    # With several corpora and no explicit weights: corpus i's share of an epoch is
+    # proportional to size_i ** (1 / T) (1: by size; larger: towards uniform).
+    sampling_temperature: float | None = None
     verify_checksums: bool = True  # a known corpus's files must match their pinned sha256
     threads: int = 2  # sentencepiece training and encoding
     vocab: VocabConfig = field(default_factory=VocabConfig)
@@ -108,10 +147,22 @@ class DataConfig:
             return Path(f"{self.output_dir.rstrip('/')}-upstream")
         return Path(self.output_dir)
 
+    @property
+    def train_corpora(self) -> list[CorpusConfig]:
+        """``train`` as a list of corpora (a plain name is one corpus)."""
+        entries = [self.train] if isinstance(self.train, str) else self.train
+        return [CorpusConfig(path=e) if isinstance(e, str) else e for e in entries]
+
     def validate(self, key: str = "data") -> None:
         """Range checks; run by ``prepare_data`` for configs built in code too."""
         _check_choices(self, key)
-        _check_text(self, key, "corpus", "train", "output_dir")
+        _check_text(self, key, "corpus", "output_dir")
+        corpora = self.train_corpora
+        _require(len(corpora) > 0, f"{key}.train", "at least one corpus", self.train)
+        for index, corpus in enumerate(corpora):
+            corpus.validate(
+                f"{key}.train" if isinstance(self.train, str) else f"{key}.train[{index}]"
+            )
         for name in ("dev", "test"):
             if getattr(self, name) is not None:
                 _check_text(self, key, name)
@@ -130,6 +181,12 @@ class DataConfig:
         _check_int(self, key, "split_seed", 0, 2**32 - 1)  # sentencepiece takes a uint32
         _check_positive(self, key, "max_chars", "threads")
         _check_number(self, key, "max_length_ratio", low=1)
+        if self.sampling_temperature is not None:
+            _check_number(self, key, "sampling_temperature", low=0, low_open=True)
+            weighted = [c.path for c in corpora if c.weight is not None]
+            _require(not weighted, f"{key}.sampling_temperature",
+                     f"null when corpora have explicit weights ({', '.join(weighted)})",
+                     self.sampling_temperature)  # fmt: skip
         self.vocab.validate(f"{key}.vocab")
 
 

@@ -329,6 +329,7 @@ class Trainer:
             t.max_tokens,
             shuffle=True,
             seed=t.seed,
+            mixture=self.train_corpus.mixture,  # data.train's weights (nmt/data/sampling.py)
         )
         self.plan = StepPlan(self.train_corpus, sampler, t.accumulate, self.rank, self.world_size)
 

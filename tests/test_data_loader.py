@@ -31,7 +31,7 @@ def test_ranks_share_each_step_and_count_its_tokens_on_all_ranks(accumulate, wor
     data = corpus()
     plans = [plan(data, accumulate, rank, world) for rank in range(world)]
     batches = plans[0].sampler.batches(1)
-    steps = [p.steps(1) for p in plans]
+    steps = [[p.step(1, i) for i in range(p.num_steps(1))] for p in plans]
     assert len({len(s) for s in steps}) == 1  # every rank takes the same number of steps
     group = accumulate * world
     assert len(steps[0]) == len(batches) // group  # only the incomplete tail is dropped
@@ -48,7 +48,7 @@ def test_ranks_share_each_step_and_count_its_tokens_on_all_ranks(accumulate, wor
 
 def test_a_plan_that_gives_no_step_says_why() -> None:
     with pytest.raises(NmtError, match="no optimiser step.*training.accumulate=100"):
-        plan(corpus(), accumulate=100).steps(0)
+        plan(corpus(), accumulate=100).num_steps(0)
 
 
 def test_length_sums_count_tokens_with_eos_and_attention_pairs() -> None:
@@ -77,7 +77,7 @@ def test_loader_streams_steps_from_a_position_across_epochs(workers: int) -> Non
     ]
     assert [s.last_in_epoch for s in items] == [False, True, False, False]
     for item in items:
-        indices, tokens = steps_plan.steps(item.epoch)[item.index]
+        indices, tokens = steps_plan.step(item.epoch, item.index)
         assert [b.indices.tolist() for b in item.batches] == indices
         assert item.tokens == tokens == sum(b.ntokens for b in item.batches)
         assert item.lengths == LengthSums.of(data, [i for b in indices for i in b])

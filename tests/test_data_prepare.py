@@ -174,7 +174,7 @@ def test_given_dev_and_test_are_kept_as_they_are_and_excluded_from_training(
 def test_the_cache_is_reused_until_inputs_or_settings_change(tsv_corpus, tmp_path):
     config = tiny_config(tsv_corpus, tmp_path / "out")
     first = prepare_data(config)
-    train_pt = tmp_path / "out" / "train.pt"
+    train_pt = tmp_path / "out" / "train.ids" / "meta.json"
     built_at = train_pt.stat().st_mtime_ns
 
     again = prepare_data(config)

@@ -1,12 +1,16 @@
 """Corpus readers: both formats, their line handling, and their errors."""
 
+import bz2
 import gzip
+import lzma
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from nmt.data.readers import (
     CorpusInput,
+    MalformedLines,
     SentencePair,
     count_lines,
     read_aligned,
@@ -166,3 +170,99 @@ def test_a_damaged_gzip_file_is_a_data_error_naming_it(tmp_path, damage):
     for read in reads:
         with pytest.raises(DataError, match=rf"{zh}: damaged or truncated gzip file"):
             read()
+
+
+# --- every compression format, TSV columns, TMX, the skip policy -------------------------
+
+COMPRESSORS = {
+    ".gz": lambda data: gzip.compress(data, mtime=0),
+    ".bz2": bz2.compress,
+    ".xz": lzma.compress,
+    # Two frames: a corpus concatenated from parts is still one stream.
+    ".zst": lambda data: b"".join(
+        zstandard.ZstdCompressor().compress(part) for part in (data[:100], data[100:])
+    ),
+}
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSORS))
+def test_every_compression_format_streams_the_same_lines(tmp_path, suffix):
+    lines = [f"第{i}句，\u2028还是这一行。" for i in range(300)]
+    text = ("\ufeff" + "\r\n".join(lines) + "\n").encode("utf-8")
+    zh = write(tmp_path / f"t.zh{suffix}", COMPRESSORS[suffix](text))
+    write(tmp_path / "t.en", "".join(f"sentence {i}\n" for i in range(300)))
+    corpus = resolve_input("t", tmp_path, "zh", "en")
+    assert corpus.paths[0] == zh
+    assert read_lines(zh) == lines and count_lines(zh) == 300
+    assert [pair.source for pair in read_pairs(corpus)] == lines
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSORS))
+def test_a_truncated_archive_is_a_clear_error_not_a_hang(tmp_path, suffix):
+    text = "".join(f"第{i}句。\n" for i in range(5000)).encode("utf-8")
+    packed = COMPRESSORS[suffix](text)
+    zh = write(tmp_path / f"t.zh{suffix}", packed[: len(packed) // 2])
+    for read in (lambda: count_lines(zh), lambda: read_lines(zh)):
+        with pytest.raises(DataError, match=rf"{zh}: damaged or truncated"):
+            read()
+
+
+def test_tsv_columns_select_and_order_the_sides(tmp_path):
+    write(tmp_path / "c.tsv", "0.9\t你好。\tHello.\n0.8\t再见。\tBye.\n")
+    corpus = resolve_input("c.tsv", tmp_path, "en", "zh", columns=["-", "zh", "en"])
+    assert list(read_pairs(corpus)) == [
+        SentencePair("Hello.", "你好。"),
+        SentencePair("Bye.", "再见。"),
+    ]
+    with pytest.raises(DataError, match="must name 'en' exactly once"):
+        resolve_input("c.tsv", tmp_path, "zh", "en", columns=["-", "zh", "de"])
+
+
+def test_skip_policy_reports_exact_line_numbers_per_file(tmp_path):
+    tsv = write(
+        tmp_path / "c.tsv",
+        b"Hi.\t\xe5\x97\xa8\xe3\x80\x82\n"  # 1: fine
+        b"one field only\n"  # 2: malformed
+        b"Bad\t\xff\xfe\n"  # 3: not UTF-8
+        b"Run!\t\xe8\xb7\x91\n"  # 4: fine
+        b"a\tb\tc\td\n",  # 5: four fields
+    )
+    errors = MalformedLines("skip")
+    pairs = list(read_tsv(tsv, "zh", "en", errors=errors))
+    assert pairs == [SentencePair("嗨。", "Hi."), SentencePair("跑", "Run!")]
+    assert errors.counts == {str(tsv): 3} and errors.lines == {str(tsv): [2, 3, 5]}
+    with pytest.raises(DataError, match=r"c\.tsv:2: expected"):
+        list(read_tsv(tsv, "zh", "en"))  # stop, the default, names the first one
+
+    zh = write(tmp_path / "t.zh", "一\n".encode() + b"\xff\n" + "三\n".encode())
+    en = write(tmp_path / "t.en", b"one\ntwo\n\xfe three\n")
+    errors = MalformedLines("skip")
+    assert list(read_aligned(zh, en, errors)) == [SentencePair("一", "one")]
+    assert errors.lines == {str(zh): [2], str(en): [3]}
+
+
+TMX = """<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header srclang="en" datatype="plaintext"/>
+<body>
+<tu><tuv xml:lang="en"><seg>Hello &amp; welcome.</seg></tuv>
+    <tuv xml:lang="zh-CN"><seg>你好，<bpt i="1">&lt;b&gt;</bpt>欢迎<ept i="1">&lt;/b&gt;</ept>。</seg></tuv></tu>
+<tu><tuv xml:lang="en"><seg>Only English.</seg></tuv></tu>
+<tu><tuv lang="EN-us"><seg>Two
+lines.</seg></tuv><tuv xml:lang="ZHO"><seg><hi>两</hi>行。</seg></tuv></tu>
+</body></tmx>
+"""
+
+
+def test_tmx_units_stream_with_languages_matched_by_primary_subtag(tmp_path):
+    tmx = write(tmp_path / "c.tmx.xz", lzma.compress(TMX.encode("utf-8")))
+    corpus = resolve_input("c.tmx.xz", tmp_path, "zh", "en")
+    assert corpus.kind == "tmx"
+    errors = MalformedLines("skip")
+    assert list(read_pairs(corpus, errors)) == [
+        SentencePair("你好，欢迎。", "Hello & welcome."),  # native codes dropped
+        SentencePair("两行。", "Two lines."),  # one line per sentence
+    ]
+    assert errors.lines == {str(tmx): [6]}  # the unit without Chinese, at its <tu>
+    write(tmp_path / "b.tmx", TMX.replace("</tu>\n<tu><tuv lang", "</tuv>\n<tu><tuv lang"))
+    with pytest.raises(DataError, match=r"b\.tmx:\d+: not a well-formed TMX file"):
+        list(read_pairs(resolve_input("b.tmx", tmp_path, "zh", "en")))

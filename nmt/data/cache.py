@@ -18,7 +18,8 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 # Bump when a change to the pipeline changes its output for the same inputs and settings.
-PIPELINE_VERSION = 1
+# 2: several corpora, script filter, sharded memory-mapped ids (<split>.ids/ for <split>.pt).
+PIPELINE_VERSION = 2
 
 
 def fingerprint(settings: dict[str, Any], input_checksums: dict[str, str]) -> str:
@@ -42,7 +43,9 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    files = manifest.get("files", []) if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or manifest.get("pipeline") != PIPELINE_VERSION:
+        return None  # an older layout is rebuilt, never read
+    files = manifest.get("files", [])
     if not files or not all((output_dir / name).is_file() for name in files):
         return None
     return manifest
@@ -59,6 +62,7 @@ def invalidate(output_dir: Path) -> None:
 
 def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> None:
     temporary = output_dir / (MANIFEST + ".tmp")
+    manifest = {"pipeline": PIPELINE_VERSION, **manifest}
     temporary.write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

@@ -10,7 +10,7 @@ workers collate (and, for a GPU, pin) the next steps while the current one train
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -36,9 +36,9 @@ class LengthSums:
 
     @classmethod
     def of(cls, corpus: EncodedCorpus, indices: list[int]) -> LengthSums:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        s = corpus.src_lengths[index].long() + 1
-        t = corpus.tgt_lengths[index].long() + 1
+        # Lengths may be tensors or (memory-mapped) numpy arrays: gather, then widen.
+        s = torch.as_tensor(corpus.src_lengths[indices]).long() + 1
+        t = torch.as_tensor(corpus.tgt_lengths[indices]).long() + 1
         return cls(
             src_tokens=int(s.sum()),
             tgt_tokens=int(t.sum()),
@@ -92,36 +92,35 @@ class StepPlan:
         self.rank = rank
         self.world_size = world_size
 
-        self._epoch_steps: tuple[int, list[tuple[list[list[int]], int]]] | None = None
+        self._epoch_batches: tuple[int, Sequence[list[int]]] | None = None
 
-    def steps(self, epoch: int) -> list[tuple[list[list[int]], int]]:
-        """(this rank's batches, target tokens of the step on all ranks) per step of
-        ``epoch``. The tail of batches that does not fill a whole step is dropped, so every
-        rank takes the same number of steps."""
-        if self._epoch_steps is None or self._epoch_steps[0] != epoch:
-            self._epoch_steps = (epoch, self._plan(epoch))
-        return self._epoch_steps[1]
-
-    def _plan(self, epoch: int) -> list[tuple[list[list[int]], int]]:
-        group_size = self.accumulate * self.world_size
-        batches = self.sampler.batches(epoch)
-        if len(batches) < group_size:
-            raise NmtError(
-                f"an epoch gives no optimiser step: {len(batches)} batches for "
-                f"{self.world_size} process(es) x training.accumulate={self.accumulate}; use "
-                "more data or a smaller training.max_tokens"
-            )
-        # A target of t tokens is t + 1 predictions (EOS): what Batch.ntokens counts.
-        tokens = [int(self.corpus.tgt_lengths[b].sum()) + len(b) for b in batches]
-        steps = []
-        for start in range(0, len(batches) - group_size + 1, group_size):
-            # Rank r takes every world_size-th batch of the step's group.
-            mine = batches[start + self.rank : start + group_size : self.world_size]
-            steps.append((mine, sum(tokens[start : start + group_size])))
-        return steps
+    def _batches(self, epoch: int) -> Sequence[list[int]]:
+        """The sampler's batches of ``epoch`` (a lazy sequence at scale), kept for the epoch."""
+        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
+            batches = self.sampler.batches(epoch)
+            if len(batches) < self.accumulate * self.world_size:
+                raise NmtError(
+                    f"an epoch gives no optimiser step: {len(batches)} batches for "
+                    f"{self.world_size} process(es) x training.accumulate={self.accumulate}; "
+                    "use more data or a smaller training.max_tokens"
+                )
+            self._epoch_batches = (epoch, batches)
+        return self._epoch_batches[1]
 
     def num_steps(self, epoch: int) -> int:
-        return len(self.steps(epoch))
+        """Steps of ``epoch``: the tail of batches that does not fill a whole step is dropped,
+        so every rank takes the same number of steps."""
+        return len(self._batches(epoch)) // (self.accumulate * self.world_size)
+
+    def step(self, epoch: int, index: int) -> tuple[list[list[int]], int]:
+        """(this rank's batches, target tokens of the whole step on all ranks) of step
+        ``index`` of ``epoch``. Computed on demand: nothing holds an epoch's steps."""
+        group_size = self.accumulate * self.world_size
+        group = list(self._batches(epoch)[index * group_size : (index + 1) * group_size])
+        # A target of t tokens is t + 1 predictions (EOS): what Batch.ntokens counts.
+        tokens = sum(int(self.corpus.tgt_lengths[b].sum()) + len(b) for b in group)
+        # Rank r takes every world_size-th batch of the step's group.
+        return group[self.rank :: self.world_size], tokens
 
 
 class StepDataset(Dataset):
@@ -132,14 +131,13 @@ class StepDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> StepInput:
         epoch, index = key
-        steps = self.plan.steps(epoch)
-        indices, tokens = steps[index]
+        indices, tokens = self.plan.step(epoch, index)
         corpus = self.plan.corpus
         lengths = LengthSums()
         for batch_indices in indices:
             lengths = lengths + LengthSums.of(corpus, batch_indices)
         batches = [collate(corpus, batch_indices) for batch_indices in indices]
-        return StepInput(epoch, index, len(steps), batches, tokens, lengths)
+        return StepInput(epoch, index, self.plan.num_steps(epoch), batches, tokens, lengths)
 
 
 class StepOrder(Sampler):

@@ -1,30 +1,40 @@
 """The streaming steps of a build: each reads its input line by line and writes files.
 
 Memory holds at most a chunk of sentences plus, per training pair, two 64-bit sentence keys
-(for the split) and one pair key (for de-duplication), so millions of pairs fit easily.
+(for de-duplication and the split), so tens of millions of pairs fit in a few GB; encoded
+ids go to disk one shard at a time (:mod:`nmt.data.encoded`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from nmt.data.clean import PairFilter, sentence_key
-from nmt.data.encoded import CorpusBuilder, EncodedCorpus, array_to_tensor
+from nmt.data.encoded import CorpusWriter
+from nmt.data.langid import LanguageIdentifier, needs_detection
 from nmt.data.normalize import normalize
-from nmt.data.readers import CorpusInput, count_lines, read_aligned, read_pairs
+from nmt.data.readers import (
+    CorpusInput,
+    MalformedLines,
+    SentencePair,
+    read_aligned,
+    read_pairs,
+)
 from nmt.data.split import TRAIN
 from nmt.data.vocab import Vocabulary
 
 ENCODE_CHUNK = 10_000  # sentences per sentencepiece call
+CLEAN_CHUNK = 10_000  # pairs normalised and filtered together (language identification)
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ def copy_given_split(
     """
     size = 0
     with ExitStack() as stack:
-        writers = out.open_for_writing(stack, attribution=corpus.kind == "tsv")
+        writers = out.open_for_writing(stack, attribution=corpus.has_attribution)
         for pair in read_pairs(corpus):
             _write_fields(writers, pair)
             source, target = normalizer(pair.source, pair.target)
@@ -95,68 +105,133 @@ def copy_given_split(
 
 
 @dataclass
+class CorpusCount:
+    """What cleaning did to one training corpus (per-corpus lines of the summary)."""
+
+    name: str
+    pairs_read: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    kept: int = 0  # pairs that passed every filter but de-duplication
+    train: int = 0  # pairs in the training split (after de-duplication and splitting)
+
+
+@dataclass
 class CleanedPairs:
-    pairs_read: int
-    source_keys: torch.Tensor  # (kept,) int64 sentence keys, for the split
-    target_keys: torch.Tensor
+    counts: list[CorpusCount]  # per corpus, in order: their pairs follow each other
+    source_keys: np.ndarray  # (kept,) int64 sentence keys, for de-duplication and the split
+    target_keys: np.ndarray
+
+    def ranges(self) -> list[slice]:
+        """Each corpus's kept pairs (they follow each other)."""
+        ends = np.cumsum([0] + [count.kept for count in self.counts]).tolist()
+        return [slice(start, end) for start, end in zip(ends, ends[1:], strict=False)]
+
+
+@dataclass
+class Cleaning:
+    """The cleaning settings of one build, passed whole to :func:`clean_training_pairs`."""
+
+    normalizer: PairNormalizer
+    make_filter: Callable[[], PairFilter]  # one filter (and its counts) per corpus
+    language_id: LanguageIdentifier | None
+    errors: MalformedLines
 
 
 def clean_training_pairs(
-    corpus: CorpusInput,
-    normalizer: PairNormalizer,
-    pair_filter: PairFilter,
+    corpora: list[tuple[str, CorpusInput]],
+    cleaning: Cleaning,
     cleaned: SplitFiles,
     raw: SplitFiles | None,
 ) -> CleanedPairs:
-    """Normalise and filter the training input into ``cleaned`` (and the originals of the
-    kept pairs into ``raw``, needed when dev/test are split off it)."""
+    """Normalise and filter the training corpora (``(name, input)``, in order) into one
+    ``cleaned`` file set (and the originals of the kept pairs into ``raw``, needed when
+    dev/test are split off it). Each corpus is read in chunks: the per-pair filters, then
+    language identification of the chunk's survivors."""
     source_keys, target_keys = array("q"), array("q")
-    has_attribution = corpus.kind == "tsv"
-    pairs_read = 0
+    has_attribution = any(corpus.has_attribution for _, corpus in corpora)
+    counts = []
     with ExitStack() as stack:
         cleaned_writers = cleaned.open_for_writing(stack, has_attribution)
         raw_writers = raw.open_for_writing(stack, has_attribution) if raw else None
-        total = count_lines(corpus.paths[0])
-        for pair in tqdm(
-            read_pairs(corpus), total=total, desc="clean", unit=" pairs", disable=None
-        ):
-            pairs_read += 1
-            source, target = normalizer(pair.source, pair.target)
-            source_key, target_key = sentence_key(source), sentence_key(target)
-            if not pair_filter.keep(source, target, source_key, target_key):
-                continue
-            _write_fields(cleaned_writers, (source, target, pair.attribution))
-            if raw_writers:
-                _write_fields(raw_writers, pair)
-            source_keys.append(source_key)
-            target_keys.append(target_key)
+        for name, corpus in corpora:
+            count, pair_filter = CorpusCount(name), cleaning.make_filter()
+            pairs = read_pairs(corpus, cleaning.errors)
+            progress = tqdm(desc=f"clean {name}", unit=" pairs", disable=None)
+            while chunk := list(islice(pairs, CLEAN_CHUNK)):
+                count.pairs_read += len(chunk)
+                progress.update(len(chunk))
+                kept = _filter_chunk(chunk, cleaning, pair_filter)
+                for pair, source, target, source_key, target_key in kept:
+                    _write_fields(cleaned_writers, (source, target, pair.attribution))
+                    if raw_writers:
+                        _write_fields(raw_writers, pair)
+                    source_keys.append(source_key)
+                    target_keys.append(target_key)
+                count.kept += len(kept)
+            progress.close()
+            count.removed = dict(pair_filter.removed)
+            counts.append(count)
     return CleanedPairs(
-        pairs_read,
-        array_to_tensor(source_keys, torch.int64),
-        array_to_tensor(target_keys, torch.int64),
+        counts,
+        np.frombuffer(source_keys, dtype=np.int64) if source_keys else np.zeros(0, np.int64),
+        np.frombuffer(target_keys, dtype=np.int64) if target_keys else np.zeros(0, np.int64),
     )
 
 
+def _filter_chunk(
+    chunk: list[SentencePair], cleaning: Cleaning, pair_filter: PairFilter
+) -> list[tuple[SentencePair, str, str, int, int]]:
+    """The chunk's pairs that pass the per-pair filters and language identification, with
+    their normalised text and sentence keys."""
+    kept = []
+    for pair in chunk:
+        source, target = cleaning.normalizer(pair.source, pair.target)
+        source_key, target_key = sentence_key(source), sentence_key(target)
+        if pair_filter.keep(source, target, source_key, target_key):
+            kept.append((pair, source, target, source_key, target_key))
+    if cleaning.language_id is None or not kept:
+        return kept
+    wrong = [False] * len(kept)
+    languages = (cleaning.normalizer.src_lang, cleaning.normalizer.tgt_lang)
+    for side, lang in enumerate(languages):
+        if needs_detection(lang):
+            found = cleaning.language_id.wrong([item[1 + side] for item in kept], lang)
+            wrong = [a or b for a, b in zip(wrong, found, strict=True)]
+    pair_filter.removed["wrong_language"] += sum(wrong)
+    return [item for item, drop in zip(kept, wrong, strict=True) if not drop]
+
+
+DROPPED = -1  # split code of a pair that goes nowhere (a duplicate)
+
+
 def distribute(
-    split_codes: torch.Tensor,
+    split_codes: np.ndarray,
     cleaned: SplitFiles,
-    raw: SplitFiles,
+    raw: SplitFiles | None,
     train: SplitFiles,
     held_out: list[SplitFiles],
 ) -> list[int]:
-    """Send each cleaned pair to its split: normalised text to train, the original text to
-    held-out split ``k`` (code ``k``); returns the size of every split, train first."""
+    """Send each cleaned pair to its split: normalised text to train (code 0), the original
+    text to held-out split ``k`` (code ``k``), nowhere for :data:`DROPPED`; returns the size
+    of every split, train first."""
     has_attribution = cleaned.attribution.is_file()
     sizes = [0] * (1 + len(held_out))
     with ExitStack() as stack:
-        inputs = [_read_lines(stack, files, has_attribution) for files in (cleaned, raw)]
+        cleaned_lines = zip(*_read_lines(stack, cleaned, has_attribution), strict=True)
+        raw_lines = (
+            zip(*_read_lines(stack, raw, has_attribution), strict=True)
+            if raw
+            else itertools.repeat(None)
+        )
         outputs = [files.open_for_writing(stack, has_attribution) for files in (train, *held_out)]
-        for code, cleaned_fields, raw_fields in zip(
-            split_codes.tolist(),
-            zip(*inputs[0], strict=True),
-            zip(*inputs[1], strict=True),
-            strict=True,
-        ):
+        codes = (  # a million at a time: no list of 20M Python ints
+            code
+            for start in range(0, len(split_codes), 1 << 20)
+            for code in split_codes[start : start + (1 << 20)].tolist()
+        )
+        for code, cleaned_fields, raw_fields in zip(codes, cleaned_lines, raw_lines, strict=False):
+            if code == DROPPED:
+                continue
             _write_fields(outputs[code], cleaned_fields if code == TRAIN else raw_fields)
             sizes[code] += 1
     return sizes
@@ -168,22 +243,25 @@ def encode_files(
     tgt_vocab: Vocabulary,
     normalizer: PairNormalizer | None,
     threads: int,
+    folder: Path,
     desc: str,
-) -> EncodedCorpus:
-    """Token ids of every line pair; ``normalizer`` for files holding original text."""
-    builder = CorpusBuilder()
+) -> int:
+    """Token ids of every line pair into the ``.ids`` folder ``folder``; ``normalizer`` for
+    files holding original text. Returns the number of pairs."""
+    largest = max(len(src_vocab), len(tgt_vocab))
+    writer = CorpusWriter(folder, np.uint16 if largest <= 1 << 16 else np.int32)
     pairs = read_aligned(files.source, files.target)
-    total = count_lines(files.source)
-    with tqdm(total=total, desc=desc, unit=" pairs", disable=None) as progress:
+    with tqdm(desc=desc, unit=" pairs", disable=None) as progress:
         while chunk := list(islice(pairs, ENCODE_CHUNK)):
             if normalizer is not None:
                 chunk = [normalizer(pair.source, pair.target) for pair in chunk]
             sources = src_vocab.encode_batch([pair[0] for pair in chunk], threads)
             targets = tgt_vocab.encode_batch([pair[1] for pair in chunk], threads)
             for src_ids, tgt_ids in zip(sources, targets, strict=True):
-                builder.add(src_ids, tgt_ids)
+                writer.add(src_ids, tgt_ids)
             progress.update(len(chunk))
-    return builder.build()
+    writer.close()
+    return writer.pairs
 
 
 def replace_files(source: SplitFiles, destination: SplitFiles) -> None:

@@ -22,16 +22,23 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from nmt.config import DataConfig
-from nmt.data import cache
-from nmt.data.clean import PairFilter
+from nmt.data import cache, encoded
+from nmt.data.clean import FILTERS, PairFilter, first_occurrences
 from nmt.data.encoded import EncodedCorpus
+from nmt.data.langid import LanguageIdentifier, needs_detection
 from nmt.data.normalize import is_chinese
 from nmt.data.pipeline import (
+    DROPPED,
+    Cleaning,
+    CorpusCount,
     HeldOutKeys,
     PairNormalizer,
     SplitFiles,
@@ -41,14 +48,16 @@ from nmt.data.pipeline import (
     encode_files,
     replace_files,
 )
-from nmt.data.readers import CorpusNotFoundError
+from nmt.data.readers import CorpusNotFoundError, MalformedLines
+from nmt.data.sampling import CorpusMixture
 from nmt.data.sources import CorpusFiles, locate_corpus
-from nmt.data.split import assign_splits
+from nmt.data.split import TRAIN, assign_splits
 from nmt.data.summary import PrepareSummary
 from nmt.data.vocab import SPECIAL_IDS, Vocabulary, train_vocabulary
 from nmt.errors import DataError
 
 SPLITS = ("train", "dev", "test")
+MALFORMED_LOG = "malformed.tsv"  # data.on_error=skip: every skipped line, file<TAB>line<TAB>why
 
 
 @dataclass
@@ -62,6 +71,8 @@ class PreparedData:
     tgt_lang: str = "en"
     splits: tuple[str, ...] = SPLITS
     summary: PrepareSummary | None = None
+    # How an epoch samples the training corpora (None: every pair once).
+    mixture: CorpusMixture | None = None
     _encoded: dict[str, EncodedCorpus] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -86,11 +97,29 @@ class PreparedData:
         )
 
     def encoded(self, split: str) -> EncodedCorpus:
-        """Token ids of a split (loaded once, memory-mapped)."""
+        """Token ids of a split (loaded once, memory-mapped); the training split carries the
+        corpus mixture its batches are sampled by."""
         self._check_split(split)
         if split not in self._encoded:
-            self._encoded[split] = EncodedCorpus.load(self.output_dir / f"{split}.pt")
+            corpus = EncodedCorpus.load(encoded.folder_of(self.output_dir, split))
+            corpus.mixture = self.mixture if split == "train" else None
+            self._encoded[split] = corpus
         return self._encoded[split]
+
+    def with_mixture(self, config: DataConfig) -> PreparedData:
+        """Set the sampling of the training corpora from ``config`` (weights and temperature
+        are not part of the prepared data: changing them needs no new preparation)."""
+        corpora = self.summary.corpora if self.summary else []
+        if len(corpora) > 1:
+            weights = [entry.weight for entry in config.train_corpora]
+            self.mixture = CorpusMixture.from_weights(
+                [corpus["train"] for corpus in corpora],
+                weights if len(weights) == len(corpora) else None,
+                config.sampling_temperature,
+                [corpus["name"] for corpus in corpora],
+            )
+            self.summary.shares = self.mixture.shares
+        return self
 
     def text_paths(self, split: str) -> tuple[Path, Path]:
         """(source, reference) text files, line-aligned. Dev/test hold the original text (for
@@ -116,7 +145,7 @@ def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
             config.corpus,
             config.src_lang,
             config.tgt_lang,
-            config.train,
+            config.train_corpora,
             {"dev": config.dev, "test": config.test},
             download_dir=output_dir / "download",
             source=config.source,
@@ -129,22 +158,35 @@ def prepare_data(config: DataConfig, force: bool = False) -> PreparedData:
             raise
         data = PreparedData.load(output_dir)
         data.summary.notes.append(f"inputs not found, reused as it is: {error}")
-        return data
+        return data.with_mixture(config)
 
-    settings = dataclasses.asdict(config)
-    # The inputs' content identifies the data: the mirror's files and the embedded copy of
-    # the same split share one build, a download (other files) never does.
-    for unrelated in ("output_dir", "source", "verify_checksums"):
-        settings.pop(unrelated)
-    fingerprint = cache.fingerprint(settings, files.checksums)
+    fingerprint = cache.fingerprint(_settings(config), files.checksums)
     if not force and cache.is_current(output_dir, fingerprint):
         data = PreparedData.load(output_dir)
         data.summary.reused = True
         # This run's inputs: the same content as the build's, maybe from another place.
         data.summary.origin, data.summary.credit = files.origin, files.credit
-        data.summary.train_input = " + ".join(path.name for path in files.train.paths)
-        return data
-    return _build(config, files, output_dir, fingerprint)
+        data.summary.train_input = _describe_inputs(files)
+        return data.with_mixture(config)
+    return _build(config, files, output_dir, fingerprint).with_mixture(config)
+
+
+def _settings(config: DataConfig) -> dict:
+    """The data settings the prepared data depends on, for the fingerprint."""
+    settings = dataclasses.asdict(config)
+    # The inputs' content identifies the data: the mirror's files and the embedded copy of
+    # the same split share one build, a download (other files) never does. Sampling
+    # weights act at training time only.
+    for unrelated in ("output_dir", "source", "verify_checksums", "sampling_temperature"):
+        settings.pop(unrelated)
+    settings["train"] = [
+        {"path": corpus.path, "columns": corpus.columns} for corpus in config.train_corpora
+    ]
+    return settings
+
+
+def _describe_inputs(files: CorpusFiles) -> str:
+    return " | ".join(" + ".join(path.name for path in corpus.paths) for _, corpus in files.train)
 
 
 @dataclass
@@ -153,8 +195,8 @@ class _Splits:
 
     sizes: dict[str, int]  # split -> pairs, in SPLITS order
     notes: dict[str, str]  # split -> how it was made
-    pairs_read: int
-    removed: dict[str, int]
+    corpora: list[CorpusCount]  # per training corpus
+    malformed: MalformedLines
 
 
 def _build(
@@ -163,6 +205,8 @@ def _build(
     timer = _StageTimer()
     output_dir.mkdir(parents=True, exist_ok=True)
     cache.invalidate(output_dir)
+    for stale in SPLITS:  # the encoded files of pipeline version 1
+        (output_dir / f"{stale}.pt").unlink(missing_ok=True)
     src, tgt = config.src_lang, config.tgt_lang
     normalizer = PairNormalizer(src, tgt, config.traditional_to_simplified)
     split_files = {name: SplitFiles.named(output_dir, name, src, tgt) for name in SPLITS}
@@ -173,17 +217,22 @@ def _build(
         src_vocab, tgt_vocab, vocab_sizes, vocab_names = _train_vocabularies(
             config, split_files["train"], output_dir
         )
+    encoded_files = []
     with timer("encode"):
         for name in splits.sizes:
-            corpus = encode_files(
+            folder = encoded.folder_of(output_dir, name)
+            encode_files(
                 split_files[name],
                 src_vocab,
                 tgt_vocab,
                 normalizer=None if name == "train" else normalizer,  # train is normalised
                 threads=config.threads,
+                folder=folder,
                 desc=f"encode {name}",
             )
-            corpus.save(output_dir / f"{name}.pt")
+            encoded_files += [
+                str(path.relative_to(output_dir)) for path in encoded.files_of(folder)
+            ]
 
     names = tuple(splits.sizes)
     text_files = [
@@ -192,15 +241,18 @@ def _build(
         for path in dataclasses.astuple(split_files[name])
         if path.is_file()
     ]
-    files_written = text_files + vocab_names + [f"{name}.pt" for name in names]
+    files_written = text_files + vocab_names + encoded_files
+    malformed_log = output_dir / MALFORMED_LOG
     summary = PrepareSummary(
         corpus=config.corpus,
         direction=f"{src} -> {tgt}",
         origin=files.origin,
-        train_input=" + ".join(path.name for path in files.train.paths),
+        train_input=_describe_inputs(files),
         credit=files.credit,
-        pairs_read=splits.pairs_read,
-        removed=splits.removed,
+        pairs_read=sum(count.pairs_read for count in splits.corpora),
+        removed={
+            name: sum(count.removed.get(name, 0) for count in splits.corpora) for name in FILTERS
+        },
         split_sizes=splits.sizes,
         split_notes=splits.notes,
         vocab_sizes=vocab_sizes,
@@ -208,6 +260,12 @@ def _build(
         files=[*files_written, cache.MANIFEST],
         seconds=timer.total(),
         stage_seconds=timer.stages,
+        corpora=[dataclasses.asdict(count) for count in splits.corpora],
+        malformed={
+            name: [count, splits.malformed.lines[name]]
+            for name, count in splits.malformed.counts.items()
+        },
+        malformed_log=malformed_log.name if malformed_log.is_file() else "",
     )
     cache.write_manifest(
         output_dir,
@@ -231,7 +289,8 @@ def _clean_and_split(
     split_files: dict[str, SplitFiles],
     normalizer: PairNormalizer,
 ) -> _Splits:
-    """Steps 2-4: given dev/test copied, training pairs cleaned, missing dev/test split off."""
+    """Steps 2-4: given dev/test copied, training pairs cleaned and de-duplicated across all
+    corpora, missing dev/test split off (leak-free across all of them too)."""
     src, tgt = config.src_lang, config.tgt_lang
     output_dir = split_files["train"].source.parent
     sizes, notes = {"train": 0}, {"train": "cleaned, normalised"}
@@ -245,44 +304,76 @@ def _clean_and_split(
         elif requested[name] > 0:
             to_split.append(name)
 
-    chinese_side = "source" if is_chinese(src) else "target" if is_chinese(tgt) else None
-    pair_filter = PairFilter(
-        config.max_chars,
-        config.max_length_ratio,
-        chinese_side,
-        held_out_keys.sources,
-        held_out_keys.targets,
-    )
-    cleaned = SplitFiles.named(output_dir, "cleaned", src, tgt)
-    raw = SplitFiles.named(output_dir, "cleaned.raw", src, tgt) if to_split else None
-    pairs = clean_training_pairs(files.train, normalizer, pair_filter, cleaned, raw)
-    if raw is None:
-        replace_files(cleaned, split_files["train"])
-        sizes["train"] = len(pairs.source_keys)
-    else:
-        codes = assign_splits(
-            pairs.source_keys,
-            pairs.target_keys,
-            [requested[name] for name in to_split],
-            config.split_seed,
+    def make_filter() -> PairFilter:
+        return PairFilter(
+            config.max_chars,
+            config.max_length_ratio,
+            (src, tgt),
+            config.script_filter,
+            held_out_keys.sources,
+            held_out_keys.targets,
         )
+
+    languages = [lang for lang in (src, tgt) if needs_detection(lang)]
+    malformed_log = output_dir / MALFORMED_LOG
+    malformed_log.unlink(missing_ok=True)
+    with ExitStack() as stack:
+        log = (
+            stack.enter_context(open(malformed_log, "w", encoding="utf-8"))
+            if config.on_error == "skip"
+            else None
+        )
+        errors = MalformedLines(config.on_error, log=log)
+        cleaning = Cleaning(
+            normalizer,
+            make_filter,
+            LanguageIdentifier(languages) if config.language_id and languages else None,
+            errors,
+        )
+        cleaned = SplitFiles.named(output_dir, "cleaned", src, tgt)
+        raw = SplitFiles.named(output_dir, "cleaned.raw", src, tgt) if to_split else None
+        pairs = clean_training_pairs(files.train, cleaning, cleaned, raw)
+    del cleaning  # lingua's models (about 300 MB) are not needed any more
+    if not errors.total:
+        malformed_log.unlink(missing_ok=True)
+
+    first = first_occurrences(pairs.source_keys, pairs.target_keys)
+    for count, kept in zip(pairs.counts, pairs.ranges(), strict=True):
+        count.removed["duplicate"] = int(np.count_nonzero(~first[kept]))
+    codes = np.full(len(first), DROPPED, dtype=np.int8)
+    if to_split:
+        keys = [torch.from_numpy(k[first]) for k in (pairs.source_keys, pairs.target_keys)]
+        pairs.source_keys = pairs.target_keys = None  # 16 bytes a pair fewer for the split
+        codes[first] = assign_splits(
+            *keys, [requested[name] for name in to_split], config.split_seed
+        ).numpy()
+    else:
+        codes[first] = TRAIN
+    if raw is None and first.all():  # nothing to drop or split off: the files are train
+        replace_files(cleaned, split_files["train"])
+        counts = [len(first)]
+    else:
         counts = distribute(
             codes, cleaned, raw, split_files["train"], [split_files[n] for n in to_split]
         )
-        sizes["train"] = counts[0]
-        for name, count in zip(to_split, counts[1:], strict=True):
-            sizes[name] = count
-            notes[name] = f"split off by seed {config.split_seed}, original text"
         cleaned.remove()
-        raw.remove()
+        if raw is not None:
+            raw.remove()
+    sizes["train"] = counts[0]
+    for name, count in zip(to_split, counts[1:], strict=True):
+        sizes[name] = count
+        notes[name] = f"split off by seed {config.split_seed}, original text"
+    for count, kept in zip(pairs.counts, pairs.ranges(), strict=True):
+        count.train = int(np.count_nonzero(codes[kept] == TRAIN))
     if sizes["train"] == 0:
-        raise DataError(f"no training pairs left after cleaning {files.train.describe()}")
+        inputs = ", ".join(corpus.describe() for _, corpus in files.train)
+        raise DataError(f"no training pairs left after cleaning {inputs}")
     ordered = [name for name in SPLITS if name in sizes]
     return _Splits(
         sizes={name: sizes[name] for name in ordered},
         notes={name: notes[name] for name in ordered},
-        pairs_read=pairs.pairs_read,
-        removed=dict(pair_filter.removed),
+        corpora=pairs.counts,
+        malformed=errors,
     )
 
 

@@ -12,13 +12,14 @@ when asked) the corpus's public download address. ``data.source`` chooses:
   of its own (:attr:`nmt.config.DataConfig.prepared_dir`).
 
 ``data.train``/``dev``/``test`` name files inside the folder found. Files of a known corpus
-are checked against pinned sha256 sums of their content, decompressed for ``.gz`` files, so
+are checked against pinned sha256 sums of their content, decompressed for compressed files, so
 the embedded copy and the mirror's plain files share the pins (``data.verify_checksums``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import urllib.error
@@ -28,17 +29,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmt.config import CorpusConfig
+from nmt.data.compression import content_name, is_compressed, read_all
 from nmt.data.readers import (
-    GZIP_ERRORS,
     CorpusInput,
     CorpusNotFoundError,
-    gzip_error,
-    is_gzip,
-    open_binary,
     read_aligned,
     read_tsv,
     resolve_input,
 )
+from nmt.data.standard import is_standard, resolve_standard
 from nmt.errors import DataError
 
 MIRROR_ENV = "DATA_MIRROR"
@@ -47,6 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # elsewhere (data.output_dir), so these folders only ever hold the inputs.
 EMBEDDED_DIR = REPO_ROOT / "data" / "corpora"
 EMBEDDED_CREDITS = "credits.tsv.gz"  # per-pair attribution of an embedded copy
+INPUT_SUMS = "inputs.sha256.json"  # in the prepared folder: content sums of the inputs seen
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ KNOWN_CORPORA = {
 class CorpusFiles:
     """The inputs of one preparation run."""
 
-    train: CorpusInput
+    train: list[tuple[str, CorpusInput]]  # (name in data.train, its files), in order
     held_out: dict[str, CorpusInput | None]  # "dev"/"test" -> given files, or None: split off
     origin: str  # where the files were found, for the summary
     credit: str = ""
@@ -100,30 +101,40 @@ def locate_corpus(
     corpus: str,
     src_lang: str,
     tgt_lang: str,
-    train: str,
+    train: list[CorpusConfig],
     held_out: dict[str, str | None],
     download_dir: Path,
     source: str = "auto",
     verify_checksums: bool = True,
 ) -> CorpusFiles:
     """Find (or, with ``source='download'``, fetch) the files of ``corpus``; when they are
-    nowhere, the error says exactly what to put where."""
+    nowhere, the error says exactly what to put where. Names of standard corpora
+    (``mtdata:``, ``sacrebleu:``) are found by :mod:`nmt.data.standard`; the corpus folder
+    is looked up only when some name is a file in it."""
     known = KNOWN_CORPORA.get(corpus)
     if source == "download":
         files = _download_files(corpus, known, src_lang, tgt_lang, held_out, download_dir)
     else:
-        folder, origin = _find_folder(corpus, source, known, verify_checksums, download_dir)
-        train_input = resolve_input(train, folder, src_lang, tgt_lang)
+        found: list[tuple[Path, str]] = []  # the folder, once looked up
+
+        def resolve(name: str, columns: list[str] | None = None) -> CorpusInput:
+            if is_standard(name):
+                return resolve_standard(name, src_lang, tgt_lang, find_mirror(), download_dir)
+            if not found:
+                found.append(_find_folder(corpus, source, known, verify_checksums, download_dir))
+            return resolve_input(name, found[0][0], src_lang, tgt_lang, columns)
+
+        train_inputs = [(entry.path, resolve(entry.path, entry.columns)) for entry in train]
+        given = {split: None if name is None else resolve(name) for split, name in held_out.items()}
+        folder, origin = found[0] if found else (None, "standard corpora by name")
         files = CorpusFiles(
-            train=train_input,
-            held_out={
-                split: None if name is None else resolve_input(name, folder, src_lang, tgt_lang)
-                for split, name in held_out.items()
-            },
+            train=train_inputs,
+            held_out=given,
             origin=origin,
-            credit=_credit(known, train_input, folder),
+            credit=_credit(known, train_inputs[0][1], folder) if folder else "",
         )
-    files.checksums = _checksums(files, known if verify_checksums else None)
+    memo = download_dir.parent / INPUT_SUMS
+    files.checksums = _checksums(files, known if verify_checksums else None, memo)
     return files
 
 
@@ -180,7 +191,7 @@ def _download_files(
             f"split with data.source=auto (the embedded copy, no download needed)"
         ) from None
     return CorpusFiles(
-        train=CorpusInput("tsv", (tsv,), src_lang, tgt_lang),
+        train=[(known.tsv_name, CorpusInput("tsv", (tsv,), src_lang, tgt_lang))],
         held_out={split: None for split in held_out},
         origin=f"download of the latest upstream release, {known.url} (not the canonical "
         f"split: dev and test split off by seed)",
@@ -201,38 +212,45 @@ def _credit(known: KnownCorpus | None, train: CorpusInput, folder: Path) -> str:
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of a file's content: of the decompressed bytes for a ``.gz`` file."""
+    """sha256 of a file's content: of the decompressed bytes for a compressed file."""
     digest = hashlib.sha256()
-    with open_binary(path) as handle:
-        try:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        except GZIP_ERRORS as error:
-            raise gzip_error(path, error) from None
+    read_all(path, digest.update)
     return digest.hexdigest()
 
 
-def content_name(path: Path) -> str:
-    """The name of a file's content: ``train.zh`` for ``train.zh`` and ``train.zh.gz``."""
-    return path.stem if is_gzip(path) else path.name
-
-
-def _checksums(files: CorpusFiles, known: KnownCorpus | None) -> dict[str, str]:
+def _checksums(files: CorpusFiles, known: KnownCorpus | None, memo_path: Path) -> dict[str, str]:
     """sha256 of every input file's content; for a known corpus, pinned sums must match.
-    Hashing streams: the canonical split, compressed or not, takes about 10 ms."""
-    inputs = [files.train, *(given for given in files.held_out.values() if given)]
+    Hashing streams (the canonical split takes about 10 ms; a 20M-pair corpus a minute), so
+    sums are remembered in ``memo_path`` by (path, size, modification time)."""
+    inputs = [corpus for _, corpus in files.train]
+    inputs += [given for given in files.held_out.values() if given]
+    memo = _read_memo(memo_path)
     sums = {}
     for path in (path for corpus_input in inputs for path in corpus_input.paths):
-        sums[str(path.with_name(content_name(path)))] = actual = content_sha256(path)
+        stat = path.stat()
+        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
+        if memo.get(key, [None])[:2] != stamp:
+            memo[key] = [*stamp, content_sha256(path)]
+        sums[str(path.with_name(content_name(path)))] = actual = memo[key][2]
         expected = known.sha256.get(content_name(path)) if known else None
         if expected is not None and actual != expected:
-            what = "its decompressed content has" if is_gzip(path) else "sha256"
+            what = "its decompressed content has" if is_compressed(path) else "sha256"
             raise DataError(
                 f"checksum mismatch for {path}: {what} sha256 {actual}, expected {expected} "
                 f"(the version the project's results use). The file is damaged or a different "
                 f"release; replace it, or accept it with data.verify_checksums=false"
             )
+    if memo_path.parent.is_dir():
+        memo_path.write_text(json.dumps(memo, indent=0) + "\n", encoding="utf-8")
     return sums
+
+
+def _read_memo(path: Path) -> dict[str, list]:
+    try:
+        memo = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
 
 
 def _download(known: KnownCorpus, download_dir: Path) -> Path:

@@ -26,6 +26,12 @@ class PrepareSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     reused: bool = False
     notes: list[str] = field(default_factory=list)
+    # Per training corpus: name, pairs_read, removed (filter -> count), kept, train.
+    corpora: list[dict[str, Any]] = field(default_factory=list)
+    # data.on_error=skip: file -> [lines skipped, first line numbers]; the log file's name.
+    malformed: dict[str, list] = field(default_factory=dict)
+    malformed_log: str = ""
+    shares: list[float] = field(default_factory=list)  # each corpus's share of an epoch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,6 +39,26 @@ class PrepareSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrepareSummary:
         return cls(**data)
+
+    def _corpus_line(self, index: int) -> str:
+        corpus = self.corpora[index]
+        removed = {name: count for name, count in corpus["removed"].items() if count}
+        listed = ", ".join(f"{name} {count:,}" for name, count in removed.items()) or "none"
+        share = f", {self.shares[index]:.1%} of an epoch" if len(self.shares) > index else ""
+        return (
+            f"corpus      {corpus['name']}: read {corpus['pairs_read']:,}, removed "
+            f"{sum(removed.values()):,} ({listed}), train {corpus['train']:,}{share}"
+        )
+
+    def _malformed_line(self) -> str:
+        total = sum(count for count, _ in self.malformed.values())
+        files = "; ".join(
+            f"{name} {count:,} (line{'s' if count > 1 else ''} "
+            f"{', '.join(map(str, numbers))}{', ...' if count > len(numbers) else ''})"
+            for name, (count, numbers) in self.malformed.items()
+        )
+        where = f"; all in {self.malformed_log}" if self.malformed_log else ""
+        return f"malformed   {total:,} lines skipped (data.on_error=skip): {files}{where}"
 
     def format(self) -> str:
         removed_total = sum(self.removed.values())
@@ -54,9 +80,15 @@ class PrepareSummary:
         lines += [
             f"read        {self.pairs_read:,} pairs from {self.train_input}",
             f"removed     {removed_total:,} ({share:.1%}): {per_filter}",
+        ]
+        if len(self.corpora) > 1:
+            lines += [self._corpus_line(index) for index in range(len(self.corpora))]
+        if self.malformed:
+            lines.append(self._malformed_line())
+        lines += [
             f"splits      {splits}",
             f"vocabulary  {vocabularies}",
-            f"output      {self.output_dir}/: {', '.join(self.files)}",
+            f"output      {self.output_dir}/: {', '.join(_folded(self.files))}",
         ]
         if self.reused:
             lines.append(
@@ -69,3 +101,11 @@ class PrepareSummary:
             lines.append(f"time        {self.seconds:.1f} s ({stages})")
         lines += [f"note        {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+def _folded(files: list[str]) -> list[str]:
+    """File names with each folder's files shown once as ``folder/``."""
+    shown: dict[str, None] = {}
+    for name in files:
+        shown[name.split("/")[0] + "/" if "/" in name else name] = None
+    return list(shown)
