@@ -138,33 +138,54 @@ class CTranslate2Translator(Translator):
     def search_batch(
         self, id_lists: list[list[int]], settings: DecodingSettings
     ) -> list[list[Hypothesis]]:
+        """One CTranslate2 call at the batch's longest length limit; the sentences whose
+        output went past their own limit (where our search forces EOS) are decoded again at
+        it, grouped by limit, so every output respects its sentence's limit."""
         source_lengths = torch.tensor([len(ids) + 1 for ids in id_lists])  # with EOS
         limits = max_output_lengths(source_lengths, settings, self.max_length).tolist()
-        groups: dict[int, list[int]] = defaultdict(list)
-        for position, limit in enumerate(limits):
-            groups[limit].append(position)
-        calls = [(limit, positions) for limit, positions in groups.items()]
+        everything = list(range(len(id_lists)))
         if settings.return_attention and settings.beam_size > 1:
             # CTranslate2 4.8's beam search mixes up the attention rows of the sentences
             # left in a batch once one has finished (tests/test_engines.py): one at a time.
-            calls = [(limit, [p]) for limit, positions in calls for p in positions]
+            calls = [(limits[p], [p]) for p in everything]
+        else:
+            calls = [(max(limits), everything)]
         results: list[list[Hypothesis]] = [[] for _ in id_lists]
         for limit, positions in calls:
-            outputs = self.ct2.translate_batch(
-                [self.src_vocab.pieces(id_lists[p]) + [EOS_PIECE] for p in positions],
-                beam_size=settings.beam_size,
-                num_hypotheses=settings.beam_size,  # all finished ones, re-ranked below
-                length_penalty=settings.length_penalty,
-                max_decoding_length=limit,
-                min_decoding_length=0,
-                max_input_length=0,  # the translator truncated to the model's limit already
-                return_end_token=True,
-                return_scores=True,
-                return_attention=settings.return_attention,
-            )
+            outputs = self._translate(id_lists, positions, limit, settings)
+            too_long: dict[int, list[int]] = defaultdict(list)
             for position, output in zip(positions, outputs, strict=True):
-                results[position] = self._nbest(output, settings)
+                if limit > limits[position] and any(
+                    len(tokens) > limits[position] for tokens in output.hypotheses
+                ):
+                    too_long[limits[position]].append(position)
+                else:
+                    results[position] = self._nbest(output, settings)
+            for own_limit, again in too_long.items():  # rare for a trained model
+                outputs = self._translate(id_lists, again, own_limit, settings)
+                for position, output in zip(again, outputs, strict=True):
+                    results[position] = self._nbest(output, settings)
         return results
+
+    def _translate(
+        self,
+        id_lists: list[list[int]],
+        positions: list[int],
+        limit: int,
+        settings: DecodingSettings,
+    ) -> list[Any]:
+        return self.ct2.translate_batch(
+            [self.src_vocab.pieces(id_lists[p]) + [EOS_PIECE] for p in positions],
+            beam_size=settings.beam_size,
+            num_hypotheses=settings.beam_size,  # all finished ones, re-ranked below
+            length_penalty=settings.length_penalty,
+            max_decoding_length=limit,
+            min_decoding_length=0,
+            max_input_length=0,  # the translator truncated to the model's limit already
+            return_end_token=True,
+            return_scores=True,
+            return_attention=settings.return_attention,
+        )
 
     def _nbest(self, output: Any, settings: DecodingSettings) -> list[Hypothesis]:
         """One sentence's hypotheses in our terms, best first by our score."""
