@@ -7,6 +7,7 @@ loads the models and runs uvicorn. It needs the serve extra: ``pip install -e '.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nmt.commands.options import (
@@ -58,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-keys", metavar="FILE", help="require one of these keys (one a line) as api_key"
     )
     parser.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for decoding (default: torch's)"
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for decoding (default: the cores less one, at least 1: the HTTP "
+        "event loop needs a core of its own)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -75,10 +80,12 @@ def main(args: argparse.Namespace) -> int:
 
     limits = _limits(args)
     api_keys = read_api_keys(args.api_keys) if args.api_keys else None
-    if args.threads is not None:
-        if args.threads < 1:
-            raise NmtError(f"--threads {args.threads}: expected a positive number")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise NmtError(f"--threads {args.threads}: expected a positive number")
+    # Decoding threads that wait by spinning (OpenMP in torch and CTranslate2) must not share
+    # their cores with the event loop: on 2 cores, 2 decoding threads made a one-sentence
+    # request 4x slower than 1 (docs/benchmarks.md, "Server under load").
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
     models = []
     for checkpoint in args.checkpoint or [DEFAULT_CHECKPOINT]:
         translator = load_translator_for(args, checkpoint)
