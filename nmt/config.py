@@ -563,6 +563,13 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
+# Keys people reach for that the schema spells otherwise: the hint for each.
+SPELLED_ELSEWHERE = {
+    "model.gru.attention": "; the attention of the recurrent family is model.gru.score "
+    "(none: a fixed context vector, no attention)",
+}
+
+
 def _build(cls: type, data: Any, path: str) -> Any:
     where = path or "config"
     if data is None:
@@ -582,6 +589,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
                 if close
                 else f"; valid keys: {', '.join(names)}"
             )
+            hint = SPELLED_ELSEWHERE.get(key_path, hint)
             raise ConfigError(f"unknown config key '{key_path}'{hint}")
         kwargs[key] = _convert(value, hints[key], key_path)
     return cls(**kwargs)

@@ -332,3 +332,10 @@ def test_a_config_with_a_bom_and_windows_line_ends_loads(tmp_path: Path) -> None
     path = tmp_path / "exp.yaml"
     path.write_bytes(b"\xef\xbb\xbftraining:\r\n  lr: 5e-4\r\n")
     assert load_config(path).training.lr == 5e-4
+
+
+def test_a_key_spelled_otherwise_gets_a_hint_to_the_schema_s_spelling() -> None:
+    with pytest.raises(
+        ConfigError, match=r"model\.gru\.attention'; the attention .* model\.gru\.score"
+    ):
+        config_from_dict({}, ["model.gru.attention=none"])
