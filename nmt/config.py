@@ -449,22 +449,20 @@ class DecodingSettings:
     def from_config(
         cls, config: DecodingConfig, key: str = "decoding", **options: Any
     ) -> DecodingSettings:
-        """The config's settings with ``options`` (field names) replacing them where not None.
+        """The config's settings, updated with ``options`` (see :meth:`updated`)."""
+        fields = ("beam_size", "n_best", "length_penalty", "max_len_a", "max_len_b", "batch_size")
+        return cls(**{name: getattr(config, name) for name in fields}, key=key).updated(
+            key, **options
+        )
 
-        Asking (in ``options``) for more candidates than the config's beam widens the beam.
-        """
+    def updated(self, key: str = "decoding", **options: Any) -> DecodingSettings:
+        """These settings with ``options`` (field names) replacing them where not None;
+        asking for more candidates than the beam (without a beam) widens the beam. ``key``
+        names the settings in errors."""
         given = {name: value for name, value in options.items() if value is not None}
-        values = {
-            name: given.get(name, getattr(config, name))
-            for name in ("beam_size", "n_best", "length_penalty", "max_len_a", "max_len_b")
-        }
-        values["batch_size"] = given.get("batch_size", config.batch_size)
         if "n_best" in given and "beam_size" not in given:
-            values["beam_size"] = max(values["beam_size"], values["n_best"])
-        return cls(**values, return_attention=given.get("return_attention", False), key=key)
-
-    def replace(self, **changes: Any) -> DecodingSettings:
-        return dataclasses.replace(self, **changes)
+            given["beam_size"] = max(self.beam_size, given["n_best"])
+        return dataclasses.replace(self, key=key, **given)
 
 
 @dataclass

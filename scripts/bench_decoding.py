@@ -91,7 +91,7 @@ def measure(
 ) -> Result:
     settings = translator.settings(beam_size=beam_size, batch_size=batch_size)
     hypotheses, report = evaluate(translator, sources, references, settings)
-    one_by_one = translator.translate(sources[:check], settings.replace(batch_size=1))
+    one_by_one = translator.translate(sources[:check], settings.updated(batch_size=1))
     identical = sum(t.text == h for t, h in zip(one_by_one, hypotheses, strict=False))
     return Result(
         sentences_per_second=report["sentences_per_second"],

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -276,8 +277,13 @@ def resume_after_kill(check: Check, timeout: float) -> dict[str, Any]:
     done = [e for e in read_events(run_dir) if e["event"] == "done"]
     require(bool(done) and done[-1]["step"] == 4 * every, f"the resumed run ended at {done}")
     resumed_line = next(line for line in result.stdout.splitlines() if "resumed from" in line)
-    return {"killed_after_validation_at_step": killed_after, "resumed": resumed_line.strip(),
-            "final_step": done[-1]["step"]}  # fmt: skip
+    resumed_at = int(re.search(r"at step (\d+)", resumed_line).group(1))
+    # The kill races the run, so the last validation may be any of the first few; what must
+    # hold is that the run resumed from a validated checkpoint no later than the kill.
+    require(0 < resumed_at <= killed_after and resumed_at % every == 0,
+            f"resumed at step {resumed_at} after a kill at step {killed_after}")  # fmt: skip
+    return {"killed_after_validation_at_step": killed_after, "resumed_at_step": resumed_at,
+            "resumed": resumed_line.strip(), "final_step": done[-1]["step"]}  # fmt: skip
 
 
 def torchrun(check: Check, timeout: float) -> dict[str, Any]:

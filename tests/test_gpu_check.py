@@ -41,8 +41,13 @@ def test_gpu_check_runs_every_stage_on_the_cpu(tmp_path: Path) -> None:
     assert pieces == ["00-setup.json"] + [f"{i:02d}-{s}.json" for i, s in enumerate(STAGES, 1)]
     stages = report["stages"]
     assert stages["cuda_tests"]["skipped"] == stages["cuda_tests"]["tests"] > 0  # no GPU here
-    assert stages["resume_after_kill"]["killed_after_validation_at_step"] == 5
-    assert "at step 5" in stages["resume_after_kill"]["resumed"]
+    resumed = stages["resume_after_kill"]
+    # Killed after its first validation or a later one (a fast run races the kill), it resumes
+    # from a validated checkpoint no later than the kill and still ends at step 20.
+    assert 5 <= resumed["killed_after_validation_at_step"] < 20
+    assert 0 < resumed["resumed_at_step"] <= resumed["killed_after_validation_at_step"]
+    assert f"at step {resumed['resumed_at_step']}" in resumed["resumed"]
+    assert resumed["final_step"] == 20
     assert stages["torchrun"]["validations"][-1] == stages["torchrun"]["final_step"]
     assert stages["train"]["steps"] == 30 and stages["train"]["tokens_per_s_median"] > 0
     for name in ("test_beam5", "test_greedy", "dev_beam5"):

@@ -10,7 +10,6 @@ concurrent requests share search calls.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,11 +223,8 @@ class TranslationService:
         """Our ``/v1/translate``: each item one sentence; ``options`` are DecodingSettings
         fields (``beam_size``, ``n_best``, ``length_penalty``, ``return_attention``)."""
         self.check_size(sentences, [[sentence] for sentence in sentences])
-        given = {name: value for name, value in options.items() if value is not None}
-        if "n_best" in given and "beam_size" not in given:
-            given["beam_size"] = max(route.settings.beam_size, given["n_best"])
         try:
-            settings = dataclasses.replace(route.settings, key="request", **given)
+            settings = route.settings.updated("request", **options)
         except ConfigError as error:
             raise RequestError(400, f"Invalid request: {error}") from None
         return await self.translate(route, sentences, settings)
@@ -309,7 +305,7 @@ def _with_alternatives(settings: DecodingSettings, alternatives: int) -> Decodin
     if alternatives == 0:
         return settings
     n_best = min(2 * alternatives + 1, MAX_BEAM)
-    return settings.replace(n_best=n_best, beam_size=max(settings.beam_size, n_best))
+    return settings.updated("request", n_best=n_best)
 
 
 def _render(
