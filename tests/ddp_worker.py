@@ -4,6 +4,7 @@ indices it trained on, its seed and its progress, for the test to compare the ra
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def main(config_path: str, out: str) -> None:
             "model": trainer.model.state_dict(),
             "seen": trainer.seen,
             "seed": trainer.rank_seed,
-            "progress": progress,
+            "progress": dataclasses.asdict(progress),  # plain data: loads with weights_only
         }
         torch.save(record, Path(out) / f"rank{trainer.rank}.pt")
         distributed.barrier(trainer.ranks)
