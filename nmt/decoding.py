@@ -90,10 +90,40 @@ def _append(history: Tensor, rows: Tensor, new: Tensor) -> Tensor:
     return torch.cat([history[rows], new.unsqueeze(rows.dim())], dim=rows.dim())
 
 
+def _on_host(tensor: Tensor) -> Tensor:
+    """``tensor`` read on the host. On a GPU this waits for every kernel queued before it, so
+    the search reads once a step (greedy) or twice (beam); the tests count the calls."""
+    return tensor.cpu()
+
+
+class _LengthLimits:
+    """The output length limits of the sentences still decoding, kept on the host (they come
+    from the source lengths, which are there), so that the search knows when a sentence
+    reaches its limit without reading anything from the GPU."""
+
+    def __init__(
+        self,
+        src_lengths: Tensor,
+        settings: DecodingSettings,
+        limit: int | None,
+        device: torch.device,
+    ) -> None:
+        self.host = max_output_lengths(src_lengths.cpu(), settings, limit)
+        self.device = device
+        self.longest = int(self.host.max())
+
+    def reached(self, step: int) -> Tensor | None:
+        """Which active sentences must end at ``step`` (0-based), on the device; None: none."""
+        at_limit = self.host == step + 1
+        return at_limit.to(self.device, non_blocking=True) if at_limit.any() else None
+
+    def keep(self, going_on: Tensor) -> None:
+        """Only the active sentences at (host) positions ``going_on`` go on decoding."""
+        self.host = self.host[going_on]
+
+
 def _allow_only_eos(log_probs: Tensor, rows: Tensor, eos_id: int) -> Tensor:
     """Set every log-probability but EOS's to -inf in the selected rows (a length limit)."""
-    if not rows.any():
-        return log_probs
     limited = log_probs.masked_fill(rows.unsqueeze(1), float("-inf"))
     limited[:, eos_id] = log_probs[:, eos_id]
     return limited
@@ -106,8 +136,8 @@ def greedy_search(
     """The most probable next token at every step, for a batch of sentences (the settings'
     beam size and n-best are not used)."""
     batch_size, device = src.size(0), src.device
-    max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
-    longest = int(max_lengths.max())
+    limits = _LengthLimits(src_lengths, settings, model.max_length, device)
+    longest = limits.longest
     return_attention = _collects_attention(model, settings)
     state = model.init_state(model.encode(src, src_lengths), need_attention=return_attention)
 
@@ -122,22 +152,26 @@ def greedy_search(
     prev_tokens = torch.full((batch_size,), model.bos_id, dtype=torch.long, device=device)
     for step in range(longest):
         log_probs, state = model.decode_step(prev_tokens, state)
-        at_limit = max_lengths[active] == step + 1
-        log_probs = _allow_only_eos(log_probs.float(), at_limit, model.eos_id)
+        log_probs, at_limit = log_probs.float(), limits.reached(step)
+        if at_limit is not None:
+            log_probs = _allow_only_eos(log_probs, at_limit, model.eos_id)
         best_log_probs, best_tokens = log_probs.max(dim=-1)
         tokens[active, step] = best_tokens
         log_probs_sum[active] += best_log_probs
         if return_attention:
             attention[active, step] = state.attention.float()
 
-        finished = best_tokens == model.eos_id
+        finished = _on_host(best_tokens == model.eos_id)  # the step's one read
         if finished.any():
-            lengths[active[finished]] = step + 1
-            unfinished = (~finished).nonzero().squeeze(1)
-            if unfinished.numel() == 0:
+            ended = finished.nonzero().squeeze(1).to(device, non_blocking=True)
+            lengths[active[ended]] = step + 1
+            going_on = (~finished).nonzero().squeeze(1)
+            if going_on.numel() == 0:
                 break
-            active, best_tokens = active[unfinished], best_tokens[unfinished]
-            state = state.reorder(unfinished)
+            limits.keep(going_on)
+            going_on = going_on.to(device, non_blocking=True)
+            active, best_tokens = active[going_on], best_tokens[going_on]
+            state = state.reorder(going_on)
         prev_tokens = best_tokens
 
     scores = log_probs_sum / length_normalizer(lengths, settings.length_penalty)
@@ -319,15 +353,16 @@ def _advance(
     rows: Tensor,
     tokens: Tensor,
     log_probs: Tensor,
-    done: Tensor,
+    going_on: Tensor | None,
     step_attention: Tensor | None,
     beam_size: int,
 ) -> _Beams:
-    """The next step's beams: done sentences leave, the chosen extensions become the rows."""
-    active, some_done = beams.active, bool(done.any())
+    """The next step's beams: only the sentences at positions ``going_on`` stay (None: all
+    do), the chosen extensions become the rows."""
+    active, some_done = beams.active, going_on is not None
     if some_done:
-        keep = (~done).nonzero().squeeze(1)
-        active, rows, tokens, log_probs = active[keep], rows[keep], tokens[keep], log_probs[keep]
+        active, rows = active[going_on], rows[going_on]
+        tokens, log_probs = tokens[going_on], log_probs[going_on]
     rows, prev_tokens = rows.view(-1), tokens.view(-1)
     attention = beams.attention
     if step_attention is not None:
@@ -354,8 +389,8 @@ def beam_search(
     """Beam search for a batch of sentences; the ``n_best`` best hypotheses of each (fewer
     only when the length limit leaves fewer possible outputs)."""
     batch_size, device, beam = src.size(0), src.device, settings.beam_size
-    max_lengths = max_output_lengths(src_lengths, settings, model.max_length).to(device)
-    longest = int(max_lengths.max())
+    limits = _LengthLimits(src_lengths, settings, model.max_length, device)
+    longest = limits.longest
     return_attention = _collects_attention(model, settings)
     src_len = src.size(1) if return_attention else None
     finished = _FinishedHypotheses(batch_size, beam, longest, src_len, model.pad_id, device)
@@ -370,9 +405,10 @@ def beam_search(
     )
     for step in range(longest):
         log_probs, beams.state = model.decode_step(beams.prev_tokens, beams.state)
-        at_limit = max_lengths[beams.active] == step + 1
-        rows_at_limit = at_limit.repeat_interleave(beams.width)
-        log_probs = _allow_only_eos(log_probs.float(), rows_at_limit, model.eos_id)
+        log_probs, at_limit = log_probs.float(), limits.reached(step)
+        if at_limit is not None:
+            rows_at_limit = at_limit.repeat_interleave(beams.width)
+            log_probs = _allow_only_eos(log_probs, rows_at_limit, model.eos_id)
         step_attention = beams.state.attention.float() if return_attention else None
 
         extensions = _expand(beams, log_probs, beam, model.eos_id)
@@ -383,8 +419,16 @@ def beam_search(
         best_unfinished = next_log_probs[:, 0] / length_normalizer(
             step + 1, settings.length_penalty
         )
-        done = at_limit | (best_unfinished <= finished.worst_scores(beams.active))
+        done = best_unfinished <= finished.worst_scores(beams.active)
+        if at_limit is not None:
+            done |= at_limit
+        done = _on_host(done)  # the step's second read (_finish's is the first)
         if done.all():
             break
-        beams = _advance(beams, rows, tokens, next_log_probs, done, step_attention, beam)
+        going_on = None
+        if done.any():
+            going_on = (~done).nonzero().squeeze(1)
+            limits.keep(going_on)
+            going_on = going_on.to(device, non_blocking=True)
+        beams = _advance(beams, rows, tokens, next_log_probs, going_on, step_attention, beam)
     return finished.best(settings.n_best, src_lengths)

@@ -172,7 +172,7 @@ class Translator:
                 tgt_in = _decoder_inputs([translations[i].candidates[0].ids for i in indices])
                 with torch.inference_mode():
                     batch_maps = self.model.attention_maps(
-                        src.to(device), src_lengths.to(device), tgt_in.to(device), kind, layer
+                        src.to(device), src_lengths, tgt_in.to(device), kind, layer
                     ).float()
                 for row, i in enumerate(indices):
                     rows, columns = attention_labels(translations[i], kind)
@@ -233,7 +233,8 @@ class Translator:
         was_training = self.model.training
         self.model.eval()
         try:
-            return search(self.model, src.to(device), src_lengths.to(device), settings)
+            # Lengths stay on the host, where the search reads them (models copy them for masks).
+            return search(self.model, src.to(device), src_lengths, settings)
         finally:
             self.model.train(was_training)
 

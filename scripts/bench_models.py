@@ -165,7 +165,7 @@ def incremental_speedup(model: Seq2Seq, steps: int, batch_size: int) -> tuple[fl
     model.eval()
     device = next(model.parameters()).device
     src = torch.randint(4, VOCAB_SIZE, (batch_size, 10), device=device)
-    src_lengths = torch.full((batch_size,), 10, device=device)
+    src_lengths = torch.full((batch_size,), 10)  # on the host, as the translator keeps them
     tokens = torch.randint(4, VOCAB_SIZE, (batch_size, steps), device=device)
     encoder_out = model.encode(src, src_lengths)
 
@@ -188,7 +188,11 @@ def measure_training(model: Seq2Seq, args: argparse.Namespace, device: torch.dev
     flop_counter = FlopCounter.of(model)
     for max_tokens in args.max_tokens:
         batch = tatoeba_like_batch(max_tokens, torch.Generator().manual_seed(0))
-        batch = {name: tensor.to(device) for name, tensor in batch.items()}
+        # Source lengths stay on the host, as the trainer's batches keep them (Batch.to).
+        batch = {
+            name: tensor if name == "src_lengths" else tensor.to(device)
+            for name, tensor in batch.items()
+        }
         target_tokens = int((batch["tgt_out"] != PAD_ID).sum())
         flops_per_step = flop_counter(batch_lengths(batch))
         for compiled in (False, True) if args.compile else (False,):

@@ -9,7 +9,11 @@ import pytest
 import torch
 from tiny_checkpoint import MODEL_SECTIONS, PAIRS, tiny_checkpoint
 from torch import Tensor
+from torch.ops import aten
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
+from nmt import decoding
 from nmt.checkpoint import LoadedModel, load_model
 from nmt.config import ConfigError, config_from_dict
 from nmt.config import DecodingSettings as S
@@ -400,6 +404,77 @@ def test_beam_is_never_worse_than_greedy_on_trained_models(model_type: str) -> N
         beam = beam_search(loaded.model, src, src_lengths, S(beam_size=5, length_penalty=alpha))
         for greedy_best, nbest in zip(greedy, beam, strict=True):
             assert nbest[0].score >= greedy_best.score - 1e-4
+
+
+class DeviceReads(TorchDispatchMode):
+    """Counts the values the host reads from the device, on a machine without one: every
+    tensor counts as on the device except those made on the host, from host tensors only
+    (the source lengths, and what ``nmt.decoding._on_host`` reads), which this mode follows
+    through every operation. A scalar read (``.item()``, ``int(t)``, ``if t.any()``) of a
+    device tensor counts one, and so does each call of ``_on_host``: on a GPU each one waits
+    for every kernel queued before it."""
+
+    SCALAR_READS = (aten._local_scalar_dense.default, aten.item.default, aten.is_nonzero.default)
+
+    def __init__(self, *host_tensors: Tensor) -> None:
+        super().__init__()
+        self.reads = 0
+        self.host: dict[int, Tensor] = {}  # by id; holding them keeps the ids unique
+        for tensor in host_tensors:
+            self.mark_host(tensor)
+
+    def mark_host(self, tensor: Tensor) -> Tensor:
+        self.host[id(tensor)] = tensor
+        return tensor
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs = [x for x in tree_leaves((args, kwargs)) if isinstance(x, Tensor)]
+        on_host = bool(inputs) and all(id(x) in self.host for x in inputs)
+        self.reads += func in self.SCALAR_READS and not on_host
+        out = func(*args, **kwargs)
+        if on_host:
+            for x in tree_leaves(out):
+                if isinstance(x, Tensor):
+                    self.mark_host(x)
+        return out
+
+
+@pytest.mark.parametrize("model_type", ["transformer", "gru"])
+@pytest.mark.parametrize(("beam_size", "reads_per_step"), [(1, 1), (5, 2)])
+def test_search_reads_the_device_once_or_twice_per_step(
+    model_type: str, beam_size: int, reads_per_step: int, monkeypatch
+) -> None:
+    """Greedy search reads the device once per step (which sentences ended), beam search
+    twice (did an extension end in EOS? which sentences are done?); length limits are kept on
+    the host. A read added to the loop (a ``.item()``, an ``if tensor.any()`` on the device)
+    fails this."""
+    loaded = trained_model(model_type)
+    model = loaded.model
+    sources = [loaded.src_vocab.encode(zh) for zh, _ in PAIRS]
+    sources += [ids[: len(ids) // 2] for ids in sources]  # unseen inputs end at other steps
+    src, src_lengths = encode_source_batch(sources)
+    with DeviceReads(src_lengths) as encoding, torch.inference_mode():
+        model.encode(src, src_lengths)  # the GRU's packing reads its batch sizes
+    steps = 0
+    decode_step = model.decode_step
+
+    def counted_step(*args, **kwargs):
+        nonlocal steps
+        steps += 1
+        return decode_step(*args, **kwargs)
+
+    def counted_read(tensor: Tensor) -> Tensor:
+        searching.reads += 1
+        return searching.mark_host(tensor.cpu())
+
+    monkeypatch.setattr(model, "decode_step", counted_step)
+    monkeypatch.setattr(decoding, "_on_host", counted_read)
+    with DeviceReads(src_lengths) as searching:
+        results = search(model, src, src_lengths, S(beam_size=beam_size))
+    assert len({len(nbest[0].tokens) for nbest in results}) > 2  # sentences end at many steps
+    assert steps > 3
+    assert searching.reads - encoding.reads <= reads_per_step * steps
 
 
 def translator(loaded: LoadedModel) -> Translator:

@@ -22,11 +22,13 @@ from tiny_models import (
 )
 
 from nmt.config import ConfigError, GRUConfig, ModelConfig, TransformerConfig, config_from_dict
+from nmt.data.batching import Batch
 from nmt.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from nmt.models import build_model
 from nmt.models.base import ATTENTION_KINDS, Seq2Seq
 from nmt.models.gru import GRUSeq2Seq
 from nmt.models.transformer import Transformer
+from nmt.schedules import label_smoothed_nll
 
 # --- padding, causality, incremental decoding ------------------------------------------------
 
@@ -248,6 +250,25 @@ def test_one_optimisation_step_lowers_the_loss(variant):
     with torch.no_grad():
         after = loss_of(model, batch)
     assert after < before - 1e-3
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_training_step_never_waits_for_the_device(variant):
+    """On a GPU, reading a value of a device tensor on the host (``.item()``, ``int(t)``,
+    ``.cpu()``) waits for every queued kernel: one such read per step starves the GPU. Here the
+    "device" is ``meta``, whose tensors have no values: any such read in the models, the loss
+    or gradient clipping raises. The batch goes through ``Batch.to`` as in the trainer, and
+    RFA's redraw counter goes past a redraw (every 2 calls)."""
+    model = tiny_model(variant, rfa={"redraw": 2}).train().to("meta")
+    raw = random_batch()
+    tgt_out = torch.roll(raw["tgt_in"], -1, dims=1)
+    batch = Batch(raw["src"], raw["src_lengths"], raw["tgt_in"], tgt_out, torch.arange(3))
+    batch = batch.to("meta", non_blocking=True)
+    assert batch.src.is_meta and not batch.src_lengths.is_meta  # lengths stay on the host
+    for _ in range(3):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        label_smoothed_nll(logits, batch.tgt_out, 0.1, PAD_ID).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
 
 
 def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, steps: int) -> list:

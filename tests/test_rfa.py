@@ -360,6 +360,27 @@ def test_every_step_redraws_in_training_only():
     assert core.projection is frozen
 
 
+def test_a_loaded_core_redraws_on_the_saved_schedule():
+    """With ``redraw: 3`` a core redraws after calls 3, 6, 9...; one loaded from a state saved
+    after call 4 must redraw after its 2nd call (call 6), as the uninterrupted one does, not
+    after its 3rd (the count is kept on the host too, and must come from the state dict)."""
+    q, k, v = make_qkv(8)
+
+    def redraws(core: RandomFeatureAttention, calls: int) -> list[bool]:
+        changed = []
+        for _ in range(calls):
+            before = core.projection
+            core(q, k, v)
+            changed.append(core.projection is not before)
+        return changed
+
+    uninterrupted = make_core(HEADS, HEAD_DIM, 16, redraw=3)
+    assert redraws(uninterrupted, 4) == [False, False, True, False]
+    resumed = make_core(HEADS, HEAD_DIM, 16, redraw=3)
+    resumed.load_state_dict(uninterrupted.state_dict())
+    assert redraws(resumed, 5) == redraws(uninterrupted, 5) == [False, True, False, False, True]
+
+
 def test_projection_loads_across_redraw_settings():
     """A run resumed under the other redraw setting (the default became every_step): the
     projection carries over; the redraw counter starts at 0, or is dropped."""

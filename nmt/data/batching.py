@@ -47,7 +47,14 @@ class Batch:
         return len(self.indices)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(*(tensor.to(device, non_blocking=non_blocking) for tensor in self._tensors()))
+        """The batch on ``device``, except ``src_lengths``, which stay on the host: the GRU
+        packs its input by lengths read on the host (a copy back from a GPU would wait for
+        it), and the models copy them to the device themselves for their masks."""
+        src, tgt_in, tgt_out, indices = (
+            tensor.to(device, non_blocking=non_blocking)
+            for tensor in (self.src, self.tgt_in, self.tgt_out, self.indices)
+        )
+        return Batch(src, self.src_lengths, tgt_in, tgt_out, indices)
 
     def pin_memory(self) -> Batch:
         """In page-locked memory, from where copies to a GPU run asynchronously."""

@@ -112,20 +112,32 @@ class RecurrentSeq2Seq(Seq2Seq):
     # --- encoder -------------------------------------------------------------------------
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> RecurrentEncoderOutput:
+        # Packing needs the lengths on the host, sorted. Sorting here, on the host, rather
+        # than with enforce_sorted=False keeps torch from copying its device-side order back
+        # to the host (a wait for the GPU at every step); the order goes the other way.
+        host_lengths = src_lengths.cpu()
+        longest_first = host_lengths.argsort(descending=True, stable=True)
+        original_order = longest_first.argsort().to(src.device, non_blocking=True)
         embedded = self.dropout(self.src_embedding(src))
         packed = pack_padded_sequence(
-            embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+            embedded.index_select(0, longest_first.to(src.device, non_blocking=True)),
+            host_lengths[longest_first],
+            batch_first=True,
         )
         packed_memory, final = self.encoder(packed)
         memory, _ = pad_packed_sequence(packed_memory, batch_first=True, total_length=src.size(1))
         # final: (layers * 2, batch, hidden); the last two rows are the top layer's directions.
         final, final_cells = final if self.is_lstm else (final, None)
-        src_mask = padding_mask(src_lengths.to(src.device), src.size(1))
+        src_mask = padding_mask(src_lengths.to(src.device, non_blocking=True), src.size(1))
         return RecurrentEncoderOutput(
-            memory=memory,
+            memory=memory.index_select(0, original_order),
             src_mask=src_mask,
-            final=_top_layer(final),
-            final_cells=None if final_cells is None else _top_layer(final_cells),
+            final=_top_layer(final).index_select(0, original_order),
+            final_cells=(
+                None
+                if final_cells is None
+                else _top_layer(final_cells).index_select(0, original_order)
+            ),
         )
 
     # --- decoder -------------------------------------------------------------------------

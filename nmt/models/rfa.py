@@ -32,6 +32,7 @@ projection of multi-head attention, and the Transformer selects it per attention
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -72,7 +73,10 @@ def full_precision(method: Method) -> Method:
 
     @functools.wraps(method)
     def wrapper(self, first: Tensor, *args, **kwargs):
-        with torch.autocast(first.device.type, enabled=False):
+        # Devices without autocast (the tests' "meta") have none to turn off.
+        device_type = first.device.type
+        autocast = torch.amp.is_autocast_available(device_type)
+        with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
             result = method(
                 self, upcast(first), *map(upcast, args), **{n: upcast(a) for n, a in kwargs.items()}
             )
@@ -245,6 +249,9 @@ class RandomFeatureAttention(AttentionCore):
             # Training forward calls so far; a buffer, so that checkpoints keep it and a
             # resumed run redraws on the same schedule as an uninterrupted one.
             self.register_buffer("train_calls", torch.zeros((), dtype=torch.long))
+        # The same count on the host (set from the state dict on load), so that deciding to
+        # redraw never waits for the GPU, as reading the buffer would at every call.
+        self._host_train_calls = 0
 
         self.register_buffer("projection", torch.randn(heads, num_features, head_dim))
         log_sigma = torch.full((heads, 1, head_dim), math.log(config.sigma))
@@ -275,6 +282,7 @@ class RandomFeatureAttention(AttentionCore):
         counter = prefix + "train_calls"
         if self.redraw_every:
             state_dict.setdefault(counter, torch.zeros((), dtype=torch.long))
+            self._host_train_calls = int(state_dict[counter])
         else:
             state_dict.pop(counter, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -430,8 +438,9 @@ class RandomFeatureAttention(AttentionCore):
 
     def _count_train_call(self) -> bool:
         """Count a training forward call; True when the projection is due to be redrawn."""
+        self._host_train_calls += 1
         self.train_calls.add_(1)
-        return int(self.train_calls) % self.redraw_every == 0
+        return self._host_train_calls % self.redraw_every == 0
 
     def _scaled(self, x: Tensor) -> Tensor:
         """``sigma * x / |x|`` (per head and dimension)."""

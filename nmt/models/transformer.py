@@ -314,7 +314,7 @@ class Transformer(Seq2Seq):
                     nn.init.zeros_(module.bias)
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
-        src_mask = padding_mask(src_lengths.to(src.device), src.size(1))
+        src_mask = padding_mask(src_lengths.to(src.device, non_blocking=True), src.size(1))
         x = self.src_embed(src)
         for layer in self.encoder_layers:
             x = layer(x, src_mask)
@@ -375,7 +375,7 @@ class Transformer(Seq2Seq):
     def attention_maps(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, kind: AttentionKind, layer: int
     ) -> Tensor:
-        src_mask = padding_mask(src_lengths.to(src.device), src.size(1))
+        src_mask = padding_mask(src_lengths.to(src.device, non_blocking=True), src.size(1))
         x = self.src_embed(src)
         layers = list(self.encoder_layers)
         if kind == "encoder-self":
