@@ -117,9 +117,11 @@ class _LengthLimits:
         at_limit = self.host == step + 1
         return at_limit.to(self.device, non_blocking=True) if at_limit.any() else None
 
-    def keep(self, going_on: Tensor) -> None:
-        """Only the active sentences at (host) positions ``going_on`` go on decoding."""
+    def keep(self, going_on: Tensor) -> Tensor:
+        """Only the active sentences at (host) positions ``going_on`` go on decoding; returns
+        the positions on the device, to select the same sentences' tensors."""
         self.host = self.host[going_on]
+        return going_on.to(self.device, non_blocking=True)
 
 
 def _allow_only_eos(log_probs: Tensor, rows: Tensor, eos_id: int) -> Tensor:
@@ -165,11 +167,9 @@ def greedy_search(
         if finished.any():
             ended = finished.nonzero().squeeze(1).to(device, non_blocking=True)
             lengths[active[ended]] = step + 1
-            going_on = (~finished).nonzero().squeeze(1)
-            if going_on.numel() == 0:
+            if finished.all():
                 break
-            limits.keep(going_on)
-            going_on = going_on.to(device, non_blocking=True)
+            going_on = limits.keep((~finished).nonzero().squeeze(1))
             active, best_tokens = active[going_on], best_tokens[going_on]
             state = state.reorder(going_on)
         prev_tokens = best_tokens
@@ -425,10 +425,6 @@ def beam_search(
         done = _on_host(done)  # the step's second read (_finish's is the first)
         if done.all():
             break
-        going_on = None
-        if done.any():
-            going_on = (~done).nonzero().squeeze(1)
-            limits.keep(going_on)
-            going_on = going_on.to(device, non_blocking=True)
+        going_on = limits.keep((~done).nonzero().squeeze(1)) if done.any() else None
         beams = _advance(beams, rows, tokens, next_log_probs, going_on, step_attention, beam)
     return finished.best(settings.n_best, src_lengths)

@@ -12,7 +12,8 @@ search never computes weights it does not return.
 
 Shapes: ``src`` is ``(batch, src_len)`` token ids padded with ``pad_id``; ``src_lengths`` is
 ``(batch,)``, on the host or on ``src``'s device (models copy them where they need them:
-the GRU packs by lengths on the host, masks are built on the device); ``tgt_in`` is the target shifted right (``bos`` first), ``(batch, tgt_len)``.
+the GRU packs by lengths on the host, masks are built on the device); ``tgt_in`` is the
+target shifted right (``bos`` first), ``(batch, tgt_len)``.
 """
 
 from __future__ import annotations

@@ -118,6 +118,10 @@ class RecurrentSeq2Seq(Seq2Seq):
         host_lengths = src_lengths.cpu()
         longest_first = host_lengths.argsort(descending=True, stable=True)
         original_order = longest_first.argsort().to(src.device, non_blocking=True)
+
+        def unsort(sorted_rows: Tensor) -> Tensor:
+            return sorted_rows.index_select(0, original_order)
+
         embedded = self.dropout(self.src_embedding(src))
         packed = pack_padded_sequence(
             embedded.index_select(0, longest_first.to(src.device, non_blocking=True)),
@@ -130,14 +134,10 @@ class RecurrentSeq2Seq(Seq2Seq):
         final, final_cells = final if self.is_lstm else (final, None)
         src_mask = padding_mask(src_lengths.to(src.device, non_blocking=True), src.size(1))
         return RecurrentEncoderOutput(
-            memory=memory.index_select(0, original_order),
+            memory=unsort(memory),
             src_mask=src_mask,
-            final=_top_layer(final).index_select(0, original_order),
-            final_cells=(
-                None
-                if final_cells is None
-                else _top_layer(final_cells).index_select(0, original_order)
-            ),
+            final=unsort(_top_layer(final)),
+            final_cells=None if final_cells is None else unsort(_top_layer(final_cells)),
         )
 
     # --- decoder -------------------------------------------------------------------------
